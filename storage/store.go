@@ -44,6 +44,7 @@ type Store interface {
 // addressed and shared by all runs, so an unchanged node is never uploaded twice.
 //
 //	<prefix>/archives/<stem>-<sha256 hex[:20]>.tar.gz   dependency archive of a node
+//	<prefix>/archives/index/<tree digest>.json          which archive a file tree packs into (TreeDigest)
 //	<prefix>/runs/<run id>/<output path>                outputs of every step (Elyra's layout)
 //	<prefix>/runs/<run id>/.kfbridge/<step id>/…        a step's log.txt, log.ndjson.gz, manifest.json
 const (
@@ -62,6 +63,12 @@ func ArchiveKey(prefix, stem, sum string) string {
 		sum = sum[:20]
 	}
 	return join(prefix, archivesDir, stem+"-"+sum+".tar.gz")
+}
+
+// ArchiveIndexKey is the key of the index entry that maps a node's input tree (TreeDigest) to its
+// archive, so an unchanged node is found without compressing it again.
+func ArchiveIndexKey(prefix, digest string) string {
+	return join(prefix, archivesDir, "index", digest+".json")
 }
 
 // OutputKey is the key of a step output at the relative path rel inside the run directory.
