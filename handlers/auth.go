@@ -1,0 +1,62 @@
+package handlers
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// RequireToken is middleware that admits a request only with the API token, given as
+// "Authorization: Bearer T" or Jupyter's "Authorization: token T". Browsers cannot set headers on a
+// websocket, so a websocket upgrade may also carry it as ?token=.
+func RequireToken(log *slog.Logger, token string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got := bearer(r)
+			if got == "" && isWebsocket(r) {
+				got = r.URL.Query().Get("token")
+			}
+			if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="kfbridge"`)
+				Error(log, w, r, fmt.Errorf("%w: missing or wrong API token (send \"Authorization: Bearer <token>\")", errUnauthorized))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func isWebsocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// OriginChecker decides which browser origins may open websockets: the server's own origin, plus an
+// explicit allow-list (e.g. the JupyterLab origin). Requests without an Origin header come from
+// non-browser clients, which cannot be driven by a foreign page, and are allowed.
+type OriginChecker struct {
+	Allowed []string // exact origins, e.g. "https://jupyter.example.com"
+}
+
+// Check reports whether r's Origin may open a websocket.
+func (o OriginChecker) Check(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range o.Allowed {
+		if a == "*" || strings.EqualFold(strings.TrimRight(a, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}

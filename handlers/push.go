@@ -1,0 +1,71 @@
+package handlers
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/kfbridge/kfbridge/logstream"
+)
+
+// maxPushBody caps one push request; the runner sends at most 256 KiB per request.
+const maxPushBody = 4 << 20
+
+// PushAuth checks a step's push token: it is scoped to one run, so a step can never write another
+// run's log, and it is not the user's API token.
+type PushAuth interface {
+	CheckPushToken(runID, stepID, token string) bool
+}
+
+// LineAppender stores pushed lines.
+type LineAppender interface {
+	Append(runID, stepID string, lines []logstream.Line) int64
+}
+
+// PushLines handles POST /api/v1/runs/{id}/steps/{step}/lines: the step runner's NDJSON lines. It
+// answers {"last_seq": N}, the highest seq held contiguously, so the runner knows what to resend.
+func PushLines(log *slog.Logger, auth PushAuth, store LineAppender) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runID, stepID := chi.URLParam(r, "id"), chi.URLParam(r, "step")
+		if !auth.CheckPushToken(runID, stepID, bearer(r)) {
+			Error(log, w, r, fmt.Errorf("%w: push token not valid for this run and step", errUnauthorized))
+			return
+		}
+		sc := bufio.NewScanner(http.MaxBytesReader(w, r.Body, maxPushBody))
+		sc.Buffer(make([]byte, 0, 64<<10), maxPushBody)
+		var lines []logstream.Line
+		for sc.Scan() {
+			if len(sc.Bytes()) == 0 {
+				continue
+			}
+			var l logstream.Line
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Seq < 1 {
+				Error(log, w, r, fmt.Errorf("%w: line %d: not a log line", errBadRequest, len(lines)+1))
+				return
+			}
+			lines = append(lines, l)
+		}
+		if err := sc.Err(); err != nil {
+			Error(log, w, r, fmt.Errorf("%w: read lines: %v", errBadRequest, err))
+			return
+		}
+		last := store.Append(runID, stepID, lines)
+		encode(w, http.StatusOK, map[string]int64{"last_seq": last})
+	})
+}
+
+// bearer returns the token of an "Authorization: Bearer T" (or Jupyter's "token T") header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	for _, scheme := range []string{"Bearer ", "bearer ", "token ", "Token "} {
+		if strings.HasPrefix(h, scheme) {
+			return strings.TrimSpace(h[len(scheme):])
+		}
+	}
+	return ""
+}

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Config is everything `kfbridge serve` is configured with, from flags and the environment. It is
+// built and validated once, here, and passed down as values: nothing else reads the environment.
+type Config struct {
+	Addr        string
+	Workspace   string
+	DataDir     string
+	Token       string
+	Origins     []string
+	StepBinary  string
+	Parallelism int
+	MaxBundle   int64
+
+	S3 S3Config
+}
+
+// S3Config selects S3/MinIO as the object store instead of the local directory.
+type S3Config struct {
+	Endpoint, Bucket, Prefix, Region string
+	AccessKey, SecretKey             string
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// envOr returns the environment value of key, or def.
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// defaultDataDir follows the XDG convention, like Jupyter's data directory.
+func defaultDataDir(getenv func(string) string) string {
+	if d := getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "kfbridge")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "share", "kfbridge")
+	}
+	return filepath.Join(os.TempDir(), "kfbridge")
+}
+
+func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("kfbridge serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: kfbridge serve [--addr HOST:PORT] [--workspace DIR] [--data-dir DIR] [--token T] [flags]")
+		fs.PrintDefaults()
+	}
+	var origins stringList
+	fs.StringVar(&c.Addr, "addr", envOr(getenv, "KFBRIDGE_ADDR", "127.0.0.1:8765"), "listen address (env KFBRIDGE_ADDR)")
+	fs.StringVar(&c.Workspace, "workspace", envOr(getenv, "KFBRIDGE_WORKSPACE", "."), "workspace root; every submitted path is confined to it (env KFBRIDGE_WORKSPACE)")
+	fs.StringVar(&c.DataDir, "data-dir", envOr(getenv, "KFBRIDGE_DATA_DIR", defaultDataDir(getenv)), "run records, local object store and step working directories (env KFBRIDGE_DATA_DIR)")
+	fs.StringVar(&c.Token, "token", getenv("KFBRIDGE_TOKEN"), "API token; generated and printed when empty (env KFBRIDGE_TOKEN)")
+	fs.Var(&origins, "allow-origin", "extra browser origin allowed to open websockets, e.g. the JupyterLab URL (repeatable; env KFBRIDGE_ALLOW_ORIGINS, comma-separated)")
+	fs.StringVar(&c.StepBinary, "step-binary", getenv("KFBRIDGE_STEP_BINARY"), "path of kfbridge-step for the local runtime (default: beside this binary, then PATH)")
+	fs.IntVar(&c.Parallelism, "parallelism", 4, "steps the local runtime runs at once")
+	fs.Int64Var(&c.MaxBundle, "max-bundle-bytes", 512<<20, "largest uploaded bundle accepted")
+	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", getenv("KFBRIDGE_S3_ENDPOINT"), "S3/MinIO endpoint URL; empty uses the local directory store (env KFBRIDGE_S3_ENDPOINT)")
+	fs.StringVar(&c.S3.Bucket, "s3-bucket", getenv("KFBRIDGE_S3_BUCKET"), "S3 bucket (env KFBRIDGE_S3_BUCKET)")
+	fs.StringVar(&c.S3.Prefix, "s3-prefix", getenv("KFBRIDGE_S3_PREFIX"), "object prefix, Elyra's cos_object_prefix (env KFBRIDGE_S3_PREFIX)")
+	fs.StringVar(&c.S3.Region, "s3-region", getenv("KFBRIDGE_S3_REGION"), "S3 region (env KFBRIDGE_S3_REGION)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.Origins = origins
+	if v := getenv("KFBRIDGE_ALLOW_ORIGINS"); v != "" {
+		c.Origins = append(c.Origins, strings.Split(v, ",")...)
+	}
+	// Keys come only from the environment, never from flags (they would show in `ps`).
+	c.S3.AccessKey, c.S3.SecretKey = getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY")
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	ws, err := filepath.Abs(c.Workspace)
+	if err == nil {
+		ws, err = filepath.EvalSymlinks(ws)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("workspace %q: %w", c.Workspace, err))
+	} else if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
+		errs = append(errs, fmt.Errorf("workspace %q is not a directory", c.Workspace))
+	}
+	c.Workspace = ws
+	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
+		errs = append(errs, fmt.Errorf("data dir: %w", err))
+	}
+	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
+		errs = append(errs, errors.New("--s3-endpoint and --s3-bucket go together"))
+	}
+	if c.Parallelism < 1 {
+		errs = append(errs, errors.New("--parallelism must be at least 1"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,51 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/kfbridge/kfbridge/handlers"
+	"github.com/kfbridge/kfbridge/logstream"
+	"github.com/kfbridge/kfbridge/runs"
+	"github.com/kfbridge/kfbridge/storage"
+)
+
+// deps are what the routes need; built once in serve.
+type deps struct {
+	log     *slog.Logger
+	cfg     *Config
+	runs    *runs.Manager
+	logs    *logstream.Store
+	origins handlers.OriginChecker
+}
+
+// addRoutes is the one list of kfbridge's endpoints.
+func addRoutes(r chi.Router, d deps) {
+	// Unauthenticated liveness for probes; it reveals nothing.
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+
+	r.Route("/api/v1", func(r chi.Router) {
+		// Step runners authenticate with their run's push token, not the user's API token.
+		r.Post("/runs/{id}/steps/{step}/lines", handlers.PushLines(d.log, d.runs, d.logs).ServeHTTP)
+
+		r.Group(func(r chi.Router) {
+			r.Use(handlers.RequireToken(d.log, d.cfg.Token))
+			r.Get("/healthz", handlers.Health(Version).ServeHTTP)
+			r.Post("/runs", handlers.SubmitRun(d.log, d.runs, handlers.SubmitConfig{
+				Workspace: d.cfg.Workspace,
+				BundleDir: d.cfg.DataDir + "/bundles",
+				MaxBundle: d.cfg.MaxBundle,
+				Extract:   storage.ExtractArchive,
+			}).ServeHTTP)
+			r.Get("/runs", handlers.ListRuns(d.runs).ServeHTTP)
+			r.Get("/runs/{id}", handlers.GetRun(d.log, d.runs).ServeHTTP)
+			r.Post("/runs/{id}:cancel", handlers.CancelRun(d.log, d.runs).ServeHTTP)
+			r.Get("/runs/{id}/logs", handlers.RunLogs(d.log, d.runs, d.logs, d.origins).ServeHTTP)
+		})
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Error(d.log, w, r, errNotFound(r))
+		})
+	})
+}
