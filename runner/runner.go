@@ -31,9 +31,9 @@ const pushGrace = 10 * time.Second
 // config is the parsed command line.
 type config struct {
 	endpoint, bucket, directory, archive, archiveKey, prefix, region string
-	file, pipelineName, params, passMethod, userVolume                string
-	inputs, outputs                                                   []string
-	runID, stepID, stepLabel, pushURL                                 string
+	file, pipelineName, params, passMethod, userVolume               string
+	inputs, outputs                                                  []string
+	runID, stepID, stepLabel, pushURL                                string
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
