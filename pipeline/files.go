@@ -227,7 +227,8 @@ func expandDeps(root, dir string, deps []string, recursive bool) ([]string, []*D
 				fail(dep, fmt.Errorf("%q is neither a file nor a directory", path.Join(dir, clean)))
 				continue
 			}
-			sub, err := w.list(abs, clean, recursive)
+			dw := &walker{realRoot: realRoot, skipHidden: true}
+			sub, err := dw.list(abs, clean, recursive)
 			if err != nil {
 				fail(dep, err)
 				continue
@@ -304,8 +305,9 @@ func globMatch(pattern, f string, recursive bool) bool {
 
 // walker lists files below a directory, following symlinks that stay inside the workspace.
 type walker struct {
-	realRoot string
-	entries  int
+	realRoot   string
+	entries    int
+	skipHidden bool
 }
 
 // list returns the files below abs (named rel relative to the node directory), recursing into
@@ -355,7 +357,11 @@ func (w *walker) list(abs, rel string, deep bool) ([]string, error) {
 					}
 				}
 			case typ.IsRegular():
-				out = append(out, childRel)
+				// Hidden files are left to the glob matcher, which only takes them for dot
+				// patterns; a directory dependency never includes them.
+				if !(w.skipHidden && strings.HasPrefix(name, ".")) {
+					out = append(out, childRel)
+				}
 			}
 		}
 		return nil
