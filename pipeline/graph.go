@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"container/heap"
 	"fmt"
 	"strings"
 )
@@ -33,31 +34,30 @@ func TopoOrder(p *Pipeline) ([]*Node, error) {
 			children[j] = append(children[j], i)
 		}
 	}
-	done := make([]bool, len(p.Nodes))
+	// ready is a min-heap of node indexes, so among ready nodes the earliest in the file wins.
+	ready := &intHeap{}
+	for i := range p.Nodes {
+		if pending[i] == 0 {
+			heap.Push(ready, i)
+		}
+	}
 	out := make([]*Node, 0, len(p.Nodes))
-	// Scanning from the start after each emission keeps file order among ready nodes; pipelines
-	// have tens of nodes, so the quadratic scan is cheaper than a heap in practice.
-	for len(out) < len(p.Nodes) {
-		next := -1
-		for i := range p.Nodes {
-			if !done[i] && pending[i] == 0 {
-				next = i
-				break
-			}
-		}
-		if next < 0 {
-			cyc := findCycle(p)
-			names := make([]string, len(cyc))
-			for i, id := range cyc {
-				names[i] = nodeDisplay(p.Node(id))
-			}
-			return nil, fmt.Errorf("topological order: the pipeline has a cycle: %s", strings.Join(names, " -> "))
-		}
-		done[next] = true
+	for ready.Len() > 0 {
+		next := heap.Pop(ready).(int)
 		out = append(out, p.Nodes[next])
 		for _, c := range children[next] {
-			pending[c]--
+			if pending[c]--; pending[c] == 0 {
+				heap.Push(ready, c)
+			}
 		}
+	}
+	if len(out) < len(p.Nodes) {
+		cyc := findCycle(p)
+		names := make([]string, len(cyc))
+		for i, id := range cyc {
+			names[i] = nodeDisplay(p.Node(id))
+		}
+		return nil, fmt.Errorf("topological order: the pipeline has a cycle: %s", strings.Join(names, " -> "))
 	}
 	return out, nil
 }
@@ -103,6 +103,10 @@ func allCycles(p *Pipeline) [][]string {
 		}
 	}
 	comp := sccs(len(p.Nodes), children)
+	size := map[int]int{}
+	for _, c := range comp {
+		size[c]++
+	}
 	var out [][]string
 	reported := map[int]bool{}
 	for i := range p.Nodes {
@@ -111,18 +115,12 @@ func allCycles(p *Pipeline) [][]string {
 			continue
 		}
 		selfLoop := false
-		size := 0
-		for j := range p.Nodes {
-			if comp[j] == c {
-				size++
-			}
-		}
 		for _, ch := range children[i] {
 			if ch == i {
 				selfLoop = true
 			}
 		}
-		if size == 1 && !selfLoop {
+		if size[c] == 1 && !selfLoop {
 			continue
 		}
 		reported[c] = true
@@ -296,4 +294,18 @@ func related(p *Pipeline, id string, next func(*Node) []string) []string {
 		}
 	}
 	return out
+}
+
+// intHeap is a min-heap of ints for container/heap.
+type intHeap []int
+
+func (h intHeap) Len() int           { return len(h) }
+func (h intHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h intHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *intHeap) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *intHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
