@@ -22,23 +22,24 @@ func (s *step) fetchInputs(ctx context.Context, wd string) error {
 		return nil
 	}
 	t := s.now()
-	objs, err := s.store.List(ctx, s.cfg.directory+"/")
-	if err != nil {
-		return fmt.Errorf("list run directory %s: %w", s.cfg.directory, err)
-	}
+	dir := strings.TrimSuffix(s.cfg.directory, "/")
 	n := 0
 	for _, in := range s.cfg.inputs {
+		objs, err := storage.ListGlob(ctx, s.store, dir, in)
+		if err != nil {
+			return fmt.Errorf("input %q: %w", in, err)
+		}
 		matched := 0
 		for _, o := range objs {
-			rel := strings.TrimPrefix(o.Key, strings.TrimSuffix(s.cfg.directory, "/")+"/")
-			if strings.HasPrefix(rel, ".kfbridge/") || !matchOutput(in, rel) {
+			rel := strings.TrimPrefix(o.Key, dir+"/")
+			if strings.HasPrefix(rel, ".kfbridge/") {
 				continue
 			}
 			dest, err := confined(wd, rel)
 			if err != nil {
 				return fmt.Errorf("input %s: %w", rel, err)
 			}
-			if err := s.download(ctx, o.Key, dest); err != nil {
+			if err := storage.GetFile(ctx, s.store, o.Key, dest); err != nil {
 				return fmt.Errorf("download input %s: %w", rel, err)
 			}
 			matched++
@@ -50,45 +51,6 @@ func (s *step) fetchInputs(ctx context.Context, wd string) error {
 	}
 	s.sink.system(fmt.Sprintf("downloaded %d input file(s) (%s)", n, s.now().Sub(t).Round(time.Millisecond)))
 	return nil
-}
-
-// matchOutput reports whether the object at rel belongs to the declared output pattern: the file
-// itself, a glob match, or a file below a declared directory.
-func matchOutput(pattern, rel string) bool {
-	pattern = strings.TrimPrefix(path.Clean(pattern), "./")
-	if pattern == rel || strings.HasPrefix(rel, strings.TrimSuffix(pattern, "/")+"/") {
-		return true
-	}
-	if ok, _ := path.Match(pattern, rel); ok {
-		return true
-	}
-	// A glob naming a directory (data/*) includes everything below the matched directories.
-	for dir := path.Dir(rel); dir != "." && dir != "/"; dir = path.Dir(dir) {
-		if ok, _ := path.Match(pattern, dir); ok {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *step) download(ctx context.Context, key, dest string) error {
-	rc, err := s.store.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(dest)
-	if err != nil {
-		return err
-	}
-	if _, err := f.ReadFrom(rc); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // uploadOutputs expands each declared output (file, glob or directory) in the working directory and
@@ -113,17 +75,11 @@ func (s *step) uploadOutputs(ctx context.Context, wd string) error {
 	}
 	var size int64
 	for _, rel := range sortedKeys(files) {
-		f, err := os.Open(filepath.Join(wd, filepath.FromSlash(rel)))
-		if err != nil {
-			return err
-		}
-		fi, err := f.Stat()
-		if err == nil {
-			err = s.store.Put(ctx, storage.OutputKey(s.cfg.directory, rel), f, fi.Size())
+		local := filepath.Join(wd, filepath.FromSlash(rel))
+		if fi, err := os.Stat(local); err == nil {
 			size += fi.Size()
 		}
-		f.Close()
-		if err != nil {
+		if err := storage.PutFile(ctx, s.store, storage.OutputKey(s.cfg.directory, rel), local); err != nil {
 			return fmt.Errorf("upload output %s: %w", rel, err)
 		}
 	}
