@@ -196,6 +196,10 @@ func (ps *parser) parse(data []byte) *Pipeline {
 	p.RuntimeType = normalizeRuntime(firstString(str(ad["runtime_type"]), str(ad["runtime"])))
 
 	ps.defaults = obj(props["pipeline_defaults"])
+	if ps.defaults == nil {
+		// Merging with empty defaults still de-duplicates the node's own lists.
+		ps.defaults = map[string]any{}
+	}
 	// Older files keep cos_object_prefix next to the defaults; the defaults' value wins.
 	p.CosObjectPrefix = strings.Trim(firstString(str(ps.defaults["cos_object_prefix"]), str(props["cos_object_prefix"])), "/")
 	p.Parameters = ps.parameters(props["pipeline_parameters"])
@@ -502,10 +506,12 @@ func (ps *parser) applyDefaults(n *Node) {
 }
 
 // mergeList merges defaults and node entries: a default's position is kept but a node entry with
-// the same key replaces it; node entries with new keys follow in node order.
+// the same key replaces it; node entries with new keys follow in node order. Duplicate keys within
+// one list collapse the same way (the later entry wins, as it would in a shell), so the result
+// never holds a key twice whether or not defaults exist.
 func mergeList[T any](defaults, node []T, key func(T) string) []T {
-	if len(defaults) == 0 {
-		return node
+	if len(defaults) == 0 && len(node) == 0 {
+		return nil
 	}
 	idx := map[string]int{}
 	out := make([]T, 0, len(defaults)+len(node))

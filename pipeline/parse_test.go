@@ -71,7 +71,7 @@ func TestV7StringShapes(t *testing.T) {
 	  "runtime-config":"old-config","properties":{"name":"old","cos_object_prefix":"legacy/prefix"}},"nodes":[
 	  {"id":"a","type":"execution_node","op":"execute-notebook-node","app_data":{"label":"a","component_parameters":{
 	    "filename":"a.ipynb","runtime_image":"img:1",
-	    "env_vars":["X=1","EMPTY=","URL=http://h/?q=a=b",""],
+	    "env_vars":["X=1","EMPTY=","URL=http://h/?q=a=b","","X=2"],
 	    "kubernetes_secrets":["PW=db-secret:password"],
 	    "mounted_volumes":["/mnt/data=data-pvc"],
 	    "kubernetes_tolerations":["t1=gpu:Exists::NoSchedule","dedicated:Equal:ml:NoExecute"],
@@ -88,7 +88,7 @@ func TestV7StringShapes(t *testing.T) {
 	want := &Node{
 		ID: "a", Label: "a", Op: OpNotebook, Kind: KindNotebook, Filename: "a.ipynb", RuntimeImage: "img:1",
 		IncludeSubdirectories: true,
-		Env:                   []EnvVar{{"X", "1"}, {"EMPTY", ""}, {"URL", "http://h/?q=a=b"}},
+		Env:                   []EnvVar{{"X", "2"}, {"EMPTY", ""}, {"URL", "http://h/?q=a=b"}}, // the later X wins
 		Secrets:               []SecretEnv{{Name: "PW", Secret: "db-secret", Key: "password"}},
 		Volumes:               []Volume{{Path: "/mnt/data", PVCName: "data-pvc"}},
 		Tolerations: []Toleration{{Key: "gpu", Operator: "Exists", Effect: "NoSchedule"},

@@ -86,3 +86,25 @@ func toAny(ss []string) []any {
 	}
 	return out
 }
+
+// RebaseFilenames makes node file names workspace-relative for a pipeline file read from disk.
+// In a saved .pipeline file, filename is relative to the file's own directory; Elyra's frontend
+// rewrites it before submitting, and a CLI reading the file must do the same. pipelineDir is the
+// pipeline file's directory relative to the workspace root ("." at the top). Absolute names are
+// left alone; a name that climbs above the workspace keeps its leading "..", so Validate reports
+// it as invalidFilePath.
+func RebaseFilenames(p *Pipeline, pipelineDir string) {
+	if p == nil {
+		return
+	}
+	dir := path.Clean(strings.ReplaceAll(pipelineDir, `\`, "/"))
+	if dir == "." || dir == "" {
+		return
+	}
+	for _, n := range p.Nodes {
+		if n.Filename == "" || strings.HasPrefix(n.Filename, "/") || n.Kind == "" {
+			continue
+		}
+		n.Filename = path.Join(dir, n.Filename)
+	}
+}

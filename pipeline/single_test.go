@@ -59,3 +59,29 @@ func TestFromFileValidates(t *testing.T) {
 	findOne(t, issues, TypeInvalidFilePath, map[string]any{DataNodeID: "node-1", DataPropertyName: "filename"})
 	findOne(t, issues, TypeInvalidNodeProperty, map[string]any{DataNodeID: "node-1", DataPropertyName: "cpu_limit"})
 }
+
+func TestRebaseFilenames(t *testing.T) {
+	p := &Pipeline{Nodes: []*Node{
+		{ID: "a", Kind: KindPython, Filename: "a.py"},
+		{ID: "b", Kind: KindPython, Filename: "../scripts/setup.py"},
+		{ID: "c", Kind: KindPython, Filename: "../../up.py"},
+		{ID: "d", Kind: KindPython, Filename: "/abs.py"},
+		{ID: "e", Kind: "", Filename: "custom"},
+	}}
+	RebaseFilenames(p, "pipelines")
+	want := []string{"pipelines/a.py", "scripts/setup.py", "../up.py", "/abs.py", "custom"}
+	for i, n := range p.Nodes {
+		if n.Filename != want[i] {
+			t.Errorf("%s: filename = %q, want %q", n.ID, n.Filename, want[i])
+		}
+	}
+	// The producer-consumer fixture's "../scripts/setup.py" is fine once the pipeline sits in a
+	// subdirectory, and still an escape at the top level.
+	root := workspace(t, "scripts/setup.py")
+	issues := Validate(&Pipeline{Nodes: []*Node{{ID: "b", Label: "b", Kind: KindPython, Op: OpPython, Filename: "scripts/setup.py", RuntimeImage: "img:1"}}}, root)
+	if len(issues) != 0 {
+		t.Errorf("issues:\n%s", dump(issues))
+	}
+	issues = Validate(&Pipeline{Nodes: []*Node{p.Nodes[2]}}, root)
+	findOne(t, issues, TypeInvalidFilePath, map[string]any{DataNodeID: "c", DataPropertyName: "filename", DataValue: "../up.py"})
+}
