@@ -305,12 +305,10 @@ func (v *validator) dependencies(n *Node) {
 		return
 	}
 	dir := path.Dir(path.Clean(n.Filename))
-	if st, err := os.Stat(firstOK(Confine(v.root, dir))); err != nil || !st.IsDir() {
-		// The file check already reported the missing directory; report each dependency once.
-		for _, d := range n.Dependencies {
-			v.add(SeverityError, TypeInvalidFilePath, fmt.Sprintf("dependency %q: directory %q of the node file does not exist", d, dir), nodeData(n, "dependencies", d))
-		}
-		return
+	if abs, err := Confine(v.root, dir); err != nil {
+		return // the filename issue already says the file's directory is unusable
+	} else if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+		return // likewise: the file does not exist, so neither does its directory
 	}
 	_, errs := expandDeps(v.root, dir, n.Dependencies, n.IncludeSubdirectories)
 	for _, e := range errs {
@@ -326,8 +324,6 @@ func (v *validator) dependencies(n *Node) {
 		v.add(SeverityError, TypeInvalidFilePath, msg, nodeData(n, "dependencies", e.Dependency))
 	}
 }
-
-func firstOK(s string, _ error) string { return s }
 
 func (v *validator) image(n *Node) {
 	if n.RuntimeImage == "" {
