@@ -84,8 +84,8 @@ func GetFile(ctx context.Context, s Store, key, dst string) (err error) {
 // matches a directory level matches every object below that directory. Elyra breaks on
 // wildcard outputs; this is what lets them flow downstream.
 func ListGlob(ctx context.Context, s Store, dir, pattern string) ([]Info, error) {
-	pattern = strings.Trim(path.Clean("/"+filepath.ToSlash(pattern)), "/")
-	if pattern == "" || strings.HasPrefix(pattern, "..") {
+	pattern = path.Clean(filepath.ToSlash(pattern))
+	if pattern == "." || pattern == ".." || strings.HasPrefix(pattern, "../") || path.IsAbs(pattern) {
 		return nil, fmt.Errorf("list %s: invalid pattern %q", dir, pattern)
 	}
 	if _, err := path.Match(pattern, ""); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -158,7 +159,7 @@ func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
 
 // List implements Store. prefix is a plain key prefix (not necessarily a directory), as on S3.
 func (l *Local) List(ctx context.Context, prefix string) ([]Info, error) {
-	if strings.HasPrefix(prefix, "/") || strings.Contains(prefix, "..") {
+	if strings.HasPrefix(prefix, "/") || strings.Contains(prefix, "\\") || slices.Contains(strings.Split(prefix, "/"), "..") {
 		return nil, fmt.Errorf("list %s: invalid prefix %q", l.Location(), prefix)
 	}
 	// Walk only the deepest directory the prefix names completely.

@@ -7,9 +7,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,6 +154,19 @@ func TestS3Errors(t *testing.T) {
 		t.Fatalf("missing credentials: %v", err)
 	}
 
+	// The bucket disappears after Open.
+	gone := s3Config(srv, "gone")
+	stGone, err := Open(ctx, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client(t).RemoveBucket(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stGone.Put(ctx, "k", strings.NewReader("x"), 1); !errors.Is(err, ErrNoBucket) || !strings.Contains(err.Error(), "gone/k") {
+		t.Fatalf("put into a removed bucket: %v", err)
+	}
+
 	// The server goes away: connection refused, readable, bounded in time.
 	st, err := Open(ctx, s3Config(srv, "data"))
 	if err != nil {
@@ -182,5 +199,113 @@ func TestS3IRSAConfigured(t *testing.T) {
 		Getenv: func(k string) string { return env[k] }})
 	if err == nil || !strings.Contains(err.Error(), "web identity token") {
 		t.Fatalf("IRSA with a missing token file: %v", err)
+	}
+}
+
+// flakyProxy forwards to the S3 server, except that it answers the next n requests (n set through
+// the returned counter) with 503 SlowDown, as an overloaded S3 front end would. total counts all
+// requests.
+func flakyProxy(t *testing.T, target string) (ts *httptest.Server, fail, total *atomic.Int32) {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	fail, total = &atomic.Int32{}, &atomic.Int32{}
+	ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		total.Add(1)
+		if fail.Add(-1) >= 0 {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	return ts, fail, total
+}
+
+func TestS3RetriesTransientErrors(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	proxy, fail, total := flakyProxy(t, srv.Endpoint)
+	cfg := s3Config(srv, "retry")
+	cfg.Endpoint, cfg.MaxRetries = proxy.URL, 4
+
+	// Every operation survives two transient failures in a row (bounded retries with backoff).
+	fail.Store(2)
+	st, err := Open(ctx, cfg) // bucket check and creation
+	if err != nil {
+		t.Fatalf("open through a flaky front end: %v", err)
+	}
+	fail.Store(2)
+	if err := st.Put(ctx, "obj", strings.NewReader("payload"), 7); err != nil {
+		t.Fatalf("put through a flaky front end: %v", err)
+	}
+	fail.Store(2)
+	before := total.Load()
+	rc, err := st.Get(ctx, "obj")
+	if err != nil {
+		t.Fatalf("get through a flaky front end: %v", err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "payload" || total.Load()-before < 3 {
+		t.Fatalf("get: %q after %d requests", b, total.Load()-before)
+	}
+
+	// Without retries the same failure surfaces, with the server's words and the object's name.
+	cfg.MaxRetries = 1
+	st1, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(1)
+	_, err = st1.Stat(ctx, "obj")
+	if err == nil || !strings.Contains(err.Error(), proxy.URL+"/retry/obj") {
+		t.Fatalf("failing front end without retries: %v", err)
+	}
+	t.Logf("without retries: %v", err)
+}
+
+func TestS3IRSA(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.CreateBucket(t, "irsa")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("projected-sa-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing here runs a real STS, so a minimal one exchanges the projected token for the S3
+	// server's keys after checking what IRSA must send.
+	var gotToken, gotRole string
+	sts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		if r.Form.Get("Action") != "AssumeRoleWithWebIdentity" {
+			http.Error(w, "bad action", 400)
+			return
+		}
+		gotToken, gotRole = r.Form.Get("WebIdentityToken"), r.Form.Get("RoleArn")
+		w.Header().Set("Content-Type", "text/xml")
+		io.WriteString(w, `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials>`+
+			`<AccessKeyId>`+srv.AccessKey+`</AccessKeyId><SecretAccessKey>`+srv.SecretKey+`</SecretAccessKey><SessionToken></SessionToken>`+
+			`<Expiration>`+time.Now().Add(time.Hour).UTC().Format(time.RFC3339)+`</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>`)
+	}))
+	defer sts.Close()
+	env := map[string]string{
+		"AWS_ROLE_ARN":                "arn:aws:iam::123456789012:role/kfbridge",
+		"AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile,
+		"AWS_STS_ENDPOINT":            sts.URL,
+	}
+	st, err := Open(context.Background(), Config{Endpoint: srv.Endpoint, Bucket: "irsa", Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotToken != "projected-sa-token" || gotRole != env["AWS_ROLE_ARN"] {
+		t.Fatalf("STS got token %q role %q", gotToken, gotRole)
+	}
+	if err := st.Put(context.Background(), "k", strings.NewReader("v"), 1); err != nil {
+		t.Fatal(err)
 	}
 }
