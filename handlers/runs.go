@@ -168,7 +168,7 @@ func loadPipeline(root string, req submitRequest) (*pipeline.Pipeline, error) {
 		var issues []pipeline.Issue
 		p, issues = pipeline.Parse(data)
 		if p != nil && !pipeline.HasErrors(issues) {
-			relocate(p, path.Dir(rel))
+			pipeline.RebaseFilenames(p, path.Dir(rel))
 			if p.Source == "" {
 				p.Source = path.Base(rel)
 			}
@@ -207,20 +207,6 @@ func loadPipeline(root string, req submitRequest) (*pipeline.Pipeline, error) {
 		}
 	}
 	return p, nil
-}
-
-// relocate makes node file names workspace-relative. On disk, Elyra stores them relative to the
-// .pipeline file (JupyterLab's frontend rewrites them before it submits; we do it here for
-// submissions by path). Absolute names are left alone for validation to reject.
-func relocate(p *pipeline.Pipeline, dir string) {
-	if dir == "." || dir == "" {
-		return
-	}
-	for _, n := range p.Nodes {
-		if n.Filename != "" && !path.IsAbs(n.Filename) {
-			n.Filename = path.Join(dir, n.Filename)
-		}
-	}
 }
 
 func firstError(issues []pipeline.Issue) string {

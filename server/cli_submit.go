@@ -217,7 +217,7 @@ func makeBundle(file, workspace string) (string, []byte, error) {
 		if p == nil || pipeline.HasErrors(issues) {
 			return "", nil, fmt.Errorf("%s: %s", file, issueText(issues))
 		}
-		relocate(p, path.Dir(rel))
+		pipeline.RebaseFilenames(p, path.Dir(rel))
 	} else if p, err = pipeline.FromFile(rel, pipeline.FileOptions{}); err != nil {
 		return "", nil, err
 	}
@@ -242,19 +242,6 @@ func makeBundle(file, workspace string) (string, []byte, error) {
 		return "", nil, fmt.Errorf("bundle %s: %w", file, err)
 	}
 	return rel, buf.Bytes(), nil
-}
-
-// relocate makes node file names relative to the workspace root (they are relative to the
-// .pipeline file on disk).
-func relocate(p *pipeline.Pipeline, dir string) {
-	if dir == "." || dir == "" {
-		return
-	}
-	for _, n := range p.Nodes {
-		if n.Filename != "" && !path.IsAbs(n.Filename) {
-			n.Filename = path.Join(dir, n.Filename)
-		}
-	}
 }
 
 func issueText(issues []pipeline.Issue) string {

@@ -39,6 +39,7 @@ func addRoutes(r chi.Router, d deps) {
 				MaxBundle: d.cfg.MaxBundle,
 				Extract:   storage.ExtractArchive,
 			}).ServeHTTP)
+			r.Post("/pipelines/validate", handlers.ValidatePipeline(d.log, d.cfg.Workspace).ServeHTTP)
 			r.Get("/runs", handlers.ListRuns(d.runs).ServeHTTP)
 			r.Get("/runs/{id}", handlers.GetRun(d.log, d.runs).ServeHTTP)
 			r.Post("/runs/{id}:cancel", handlers.CancelRun(d.log, d.runs).ServeHTTP)

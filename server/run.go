@@ -38,6 +38,7 @@ commands:
   serve     run the kfbridge service (local runtime and local store by default)
   run       run a pipeline on an embedded server and follow its logs (no setup needed)
   submit    submit a pipeline to a kfbridge server; --follow prints step logs live
+  validate  check a pipeline (or notebook/script) and its files; exit 1 on errors
   step      run one pipeline step (the kfbridge-step runner, for the local runtime)
   version   print the version
 
@@ -63,6 +64,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runEmbedded(ctx, args[2:], getenv, stdout, stderr)
 	case "submit":
 		err = submitCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "validate":
+		err = validateCmd(ctx, args[2:], stdout, stderr)
 	case "step":
 		// The step runner handles its own arguments; argv[0] is kept for its messages.
 		return runner.Main(ctx, append([]string{"kfbridge-step"}, args[2:]...), getenv, stdin, stdout, stderr)
