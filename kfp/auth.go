@@ -271,7 +271,7 @@ func (d *dexAuth) login(ctx context.Context) error {
 	if loginPathRE.MatchString(resp.Request.URL.Path) {
 		return fail(ErrUnauthorized, "Dex rejected the login for user %q (wrong username or password?)", d.user)
 	}
-	if resp.StatusCode >= 400 {
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		return fail(ErrUnauthorized, "login ended with HTTP %d at %s", resp.StatusCode, resp.Request.URL.Redacted())
 	}
 	if len(jar.Cookies(d.base)) == 0 {

@@ -90,6 +90,10 @@ func (t *ArgoTime) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("argo time %q: %w", s, err)
 	}
+	if v.Unix() == 0 {
+		// KFP writes the epoch for "not set" (e.g. finished_at of a running run).
+		v = time.Time{}
+	}
 	t.Time = v
 	return nil
 }
