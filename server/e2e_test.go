@@ -62,6 +62,12 @@ func freePort(t *testing.T) int {
 // startServer runs the real binary against workspace and waits until it answers.
 func startServer(t *testing.T, workspace string, extra ...string) *testServer {
 	t.Helper()
+	return startServerEnv(t, workspace, nil, extra...)
+}
+
+// startServerEnv is startServer with extra environment variables for the server process.
+func startServerEnv(t *testing.T, workspace string, env []string, extra ...string) *testServer {
+	t.Helper()
 	s := &testServer{Token: "test-token-0123456789", Workspace: workspace, DataDir: t.TempDir(), stderr: &bytes.Buffer{}}
 	port := freePort(t)
 	s.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -69,6 +75,7 @@ func startServer(t *testing.T, workspace string, extra ...string) *testServer {
 		"--data-dir", s.DataDir, "--token", s.Token}, extra...)
 	s.cmd = exec.Command(filepath.Join(binDir, "kfbridge"), args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stderr, s.stderr
+	s.cmd.Env = append(os.Environ(), env...)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
