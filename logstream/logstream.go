@@ -1,11 +1,18 @@
 // Package logstream holds the live logs of runs: per step, lines numbered at the source (seq from 1,
-// no holes), plus a run-level sequence of status events. Readers pull from it at their own pace
-// through a Cursor: appending never waits for a reader, so a slow viewer can never slow a running
-// step. It imports nothing but the standard library so it can be tested with plain goroutines.
+// no holes), plus a run-level sequence of status events. Each step keeps its recent lines in a
+// bounded in-memory ring and its whole log in an unlinked spool file on local disk, so memory stays
+// bounded however long a step runs. Readers pull at their own pace (Read with an after-seq cursor,
+// woken through Watch): appending never waits for a reader, so a slow viewer can never slow a
+// running step or other viewers. With an Archive, steps the process does not hold (after a restart)
+// are served from the object store, and steps whose runner cannot reach the service are tailed
+// from the NDJSON segments the runner uploads while it runs.
 package logstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -51,52 +58,222 @@ type Event struct {
 	Data any `json:"data,omitempty"`
 }
 
-// Store is the in-memory log store of all runs. The zero value is not usable; call NewStore.
+// End describes a finished step's log; the runner sends it (and writes it as manifest.json) after
+// its last line.
+type End struct {
+	FinalSeq  int64  `json:"final_seq"`
+	ExitCode  int    `json:"exit_code"`
+	Lines     int64  `json:"lines"`
+	Bytes     int64  `json:"bytes"`
+	SHA256    string `json:"sha256,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	// Incomplete is set when the service closed the step's log without the runner's end record
+	// (the runner died or could reach neither the service nor the object store).
+	Incomplete bool `json:"incomplete,omitempty"`
+}
+
+// Gap reports lines From..To that cannot be delivered.
+type Gap struct {
+	From   int64  `json:"from_seq"`
+	To     int64  `json:"to_seq"`
+	Reason string `json:"reason"`
+}
+
+// Gap reasons.
+const (
+	GapUnavailable = "unavailable"
+	GapTruncated   = "truncated"
+	GapEvicted     = "evicted"
+)
+
+// Options configure a Store. Zero values take the defaults.
+type Options struct {
+	// RingLines and RingBytes bound the recent lines of one step kept in memory (65,536 lines,
+	// 8 MiB); older lines are read from the spool.
+	RingLines int
+	RingBytes int
+	// SpoolDir is where step spool files are created (default os.TempDir()).
+	SpoolDir string
+	// Archive, if set, serves steps this process does not hold and tails running steps whose
+	// lines stop arriving by push.
+	Archive Archive
+	// TailInterval is how often a running step's archive is polled (1 s); PushQuiet is how long
+	// pushes must have stopped before it is (2 s).
+	TailInterval time.Duration
+	PushQuiet    time.Duration
+	// EndWait is how long a step's terminal status event waits for the step's last lines and
+	// end record before the log is closed as incomplete (10 s).
+	EndWait time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.RingLines <= 0 {
+		o.RingLines = 65536
+	}
+	if o.RingBytes <= 0 {
+		o.RingBytes = 8 << 20
+	}
+	if o.SpoolDir == "" {
+		o.SpoolDir = os.TempDir()
+	}
+	if o.TailInterval <= 0 {
+		o.TailInterval = time.Second
+	}
+	if o.PushQuiet <= 0 {
+		o.PushQuiet = 2 * time.Second
+	}
+	if o.EndWait <= 0 {
+		o.EndWait = 10 * time.Second
+	}
+}
+
+// endedRingLines is how many recent lines a finished step keeps in memory; the rest is read from
+// the spool, so finished steps do not pile up rings.
+const endedRingLines = 1024
+
+// Store is the log store of all runs. The zero value is not usable; call New or NewStore.
 type Store struct {
-	mu   sync.Mutex
-	runs map[string]*runLog
-	now  func() time.Time
+	opts   Options
+	now    func() time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	runs   map[string]*runLog
+	misses map[string]time.Time // run/step -> last archive lookup that found nothing
 }
 
 type runLog struct {
-	// changed is closed (and replaced) whenever anything in the run changes: a broadcast to every
-	// cursor waiting on the run without holding a reference to any of them.
-	changed chan struct{}
+	id string
+	// mu guards everything below; lock order is runLog.mu before stepLog.mu.
+	mu      sync.Mutex
 	steps   map[string]*stepLog
 	events  []Event
+	pending []Event // events held back until the step they end has its whole log
+	waiters map[chan struct{}]struct{}
 }
 
 type stepLog struct {
-	lines []Line
+	id    string
+	ready chan struct{} // closed once an archived step is loaded; nil when created live
+
+	mu         sync.Mutex
+	ring       []Record // the most recent lines, oldest first
+	ringBytes  int
+	last       int64 // highest seq held
+	sp         *spool
+	spErr      error
+	end        *End
+	missing    *Gap // lines that will never arrive (the log was closed without them)
+	lastAppend time.Time
+	terminal   bool // a terminal status event was published
+	exitCode   *int
+	endTimer   *time.Timer
+	tailing    bool
+	kick       chan struct{}
 }
 
-// NewStore returns an empty store.
-func NewStore() *Store {
-	return &Store{runs: make(map[string]*runLog), now: time.Now}
+// NewStore returns an empty store with default options and no archive.
+func NewStore() *Store { return New(Options{}) }
+
+// New returns an empty store.
+func New(opts Options) *Store {
+	opts.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Store{opts: opts, now: time.Now, ctx: ctx, cancel: cancel, runs: map[string]*runLog{}, misses: map[string]time.Time{}}
 }
 
-// run returns the run's log, creating it. The caller holds s.mu.
+// Limits returns the ring bounds, for the protocol's hello message.
+func (s *Store) Limits() (ringLines, ringBytes int) { return s.opts.RingLines, s.opts.RingBytes }
+
+// Close stops the archive tailers and releases the spool files.
+func (s *Store) Close() {
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.runs {
+		r.mu.Lock()
+		for _, st := range r.steps {
+			st.mu.Lock()
+			if st.sp != nil {
+				st.sp.close()
+			}
+			if st.endTimer != nil {
+				st.endTimer.Stop()
+			}
+			st.mu.Unlock()
+		}
+		r.mu.Unlock()
+	}
+}
+
+// run returns the run's log, creating it.
 func (s *Store) run(id string) *runLog {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	r := s.runs[id]
 	if r == nil {
-		r = &runLog{changed: make(chan struct{}), steps: make(map[string]*stepLog)}
+		r = &runLog{id: id, steps: map[string]*stepLog{}, waiters: map[chan struct{}]struct{}{}}
 		s.runs[id] = r
 	}
 	return r
 }
 
-func (r *runLog) step(id string) *stepLog {
+func (s *Store) lookupRun(id string) *runLog {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runs[id]
+}
+
+// step returns a step's log, creating it. The caller holds r.mu.
+func (r *runLog) stepLocked(id string) *stepLog {
 	st := r.steps[id]
 	if st == nil {
-		st = &stepLog{}
+		st = &stepLog{id: id, kick: make(chan struct{}, 1)}
 		r.steps[id] = st
 	}
 	return st
 }
 
+func (s *Store) liveStep(runID, stepID string) (*runLog, *stepLog) {
+	r := s.run(runID)
+	r.mu.Lock()
+	st := r.stepLocked(stepID)
+	r.mu.Unlock()
+	if st.ready != nil {
+		<-st.ready
+	}
+	return r, st
+}
+
+// notify wakes every watcher of the run without blocking: a watcher that has not consumed its
+// last wake-up still holds one, which is all it needs.
 func (r *runLog) notify() {
-	close(r.changed)
-	r.changed = make(chan struct{})
+	r.mu.Lock()
+	for w := range r.waiters {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	r.mu.Unlock()
+}
+
+// Watch returns a channel that receives a value whenever anything in the run changes (lines,
+// ends, events), and a function to stop watching. Readers call Read/Events after each wake-up.
+func (s *Store) Watch(runID string) (<-chan struct{}, func()) {
+	r := s.run(runID)
+	ch := make(chan struct{}, 1)
+	r.mu.Lock()
+	r.waiters[ch] = struct{}{}
+	r.mu.Unlock()
+	return ch, func() {
+		r.mu.Lock()
+		delete(r.waiters, ch)
+		r.mu.Unlock()
+	}
 }
 
 // Append adds lines of one step. Lines the store already holds (seq <= last) are ignored, so a
@@ -104,189 +281,458 @@ func (r *runLog) notify() {
 // nothing is stored out of order. It returns the highest seq now held contiguously: a producer
 // resends everything after it.
 func (s *Store) Append(runID, stepID string, lines []Line) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.run(runID)
-	st := r.step(stepID)
-	last := int64(len(st.lines))
-	added := false
-	for _, l := range lines {
-		if l.Seq <= last {
+	recs := make([]Record, len(lines))
+	for i, l := range lines {
+		recs[i] = Record{Seq: l.Seq, JSON: AppendJSON(nil, l)}
+	}
+	return s.AppendRecords(runID, stepID, recs)
+}
+
+// AppendNDJSON adds lines given as NDJSON (the push body and the archive segments' format).
+func (s *Store) AppendNDJSON(runID, stepID string, body []byte) (int64, error) {
+	var recs []Record
+	for len(body) > 0 {
+		i := indexByte(body, '\n')
+		var line []byte
+		if i < 0 {
+			line, body = body, nil
+		} else {
+			line, body = body[:i], body[i+1:]
+		}
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
 			continue
 		}
-		if l.Seq != last+1 {
+		rec, err := ParseRecord(line)
+		if err != nil {
+			return s.LastSeq(runID, stepID), fmt.Errorf("line %d: %w", len(recs)+1, err)
+		}
+		recs = append(recs, rec)
+	}
+	return s.AppendRecords(runID, stepID, recs), nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// AppendRecords adds encoded lines; see Append.
+func (s *Store) AppendRecords(runID, stepID string, recs []Record) int64 {
+	r, st := s.liveStep(runID, stepID)
+	st.mu.Lock()
+	added := false
+	for _, rec := range recs {
+		if rec.Seq <= st.last {
+			continue
+		}
+		if rec.Seq != st.last+1 || (st.end != nil && rec.Seq > st.end.FinalSeq) {
 			break
 		}
-		st.lines = append(st.lines, l)
-		last++
+		s.addLocked(st, rec)
 		added = true
 	}
 	if added {
+		if st.sp != nil {
+			if err := st.sp.flush(); err != nil && st.spErr == nil {
+				st.spErr = err
+			}
+		}
+		st.lastAppend = s.now()
+	}
+	last := st.last
+	complete := st.completeLocked()
+	if complete {
+		s.endedLocked(st)
+	}
+	st.mu.Unlock()
+	if added {
+		if complete {
+			s.release(r)
+		}
 		r.notify()
 	}
 	return last
 }
 
+// addLocked stores one record in the ring and the spool. The caller holds st.mu.
+func (s *Store) addLocked(st *stepLog, rec Record) {
+	if st.sp == nil && st.spErr == nil {
+		st.sp, st.spErr = newSpool(s.opts.SpoolDir)
+	}
+	if st.sp != nil && st.spErr == nil {
+		if err := st.sp.add(rec); err != nil {
+			st.spErr = err
+		}
+	}
+	st.ring = append(st.ring, rec)
+	st.ringBytes += len(rec.JSON)
+	st.last = rec.Seq
+	drop := 0
+	for len(st.ring)-drop > 1 && (len(st.ring)-drop > s.opts.RingLines || st.ringBytes > s.opts.RingBytes) {
+		st.ringBytes -= len(st.ring[drop].JSON)
+		drop++
+	}
+	if drop > 0 {
+		st.ring = st.ring[drop:]
+	}
+}
+
+func (st *stepLog) completeLocked() bool {
+	return st.end != nil && (st.last >= st.end.FinalSeq || st.missing != nil)
+}
+
+// endedLocked shrinks a finished step's ring: later readers are served from the spool.
+func (s *Store) endedLocked(st *stepLog) {
+	if st.endTimer != nil {
+		st.endTimer.Stop()
+		st.endTimer = nil
+	}
+	if len(st.ring) > endedRingLines && st.sp != nil && st.spErr == nil {
+		keep := append([]Record(nil), st.ring[len(st.ring)-endedRingLines:]...)
+		st.ring = keep
+		st.ringBytes = 0
+		for _, r := range keep {
+			st.ringBytes += len(r.JSON)
+		}
+	}
+}
+
+// SetEnd records a step's end (from the runner, or from the archive's manifest). Lines after
+// FinalSeq are never accepted; the step's terminal status event is released once every line up to
+// FinalSeq is held.
+func (s *Store) SetEnd(runID, stepID string, e End) {
+	r, st := s.liveStep(runID, stepID)
+	st.mu.Lock()
+	if st.end == nil || st.end.Incomplete {
+		if e.FinalSeq < st.last {
+			e.FinalSeq = st.last
+		}
+		st.end = &e
+	}
+	complete := st.completeLocked()
+	if complete {
+		s.endedLocked(st)
+	}
+	st.mu.Unlock()
+	if complete {
+		s.release(r)
+	}
+	r.notify()
+}
+
 // LastSeq returns the highest seq held for a step (0 if none).
 func (s *Store) LastSeq(runID, stepID string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r := s.runs[runID]; r != nil {
-		if st := r.steps[stepID]; st != nil {
-			return int64(len(st.lines))
-		}
+	if st := s.existing(runID, stepID); st != nil {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.last
 	}
 	return 0
 }
 
-// Publish appends a run-level event, numbering it and stamping it if TS is zero.
-func (s *Store) Publish(runID string, ev Event) Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.run(runID)
-	ev.Seq = int64(len(r.events)) + 1
-	if ev.TS.IsZero() {
-		ev.TS = s.now()
+// StepEnd returns a step's end once its whole log is held, else nil.
+func (s *Store) StepEnd(runID, stepID string) *End {
+	if st := s.existing(runID, stepID); st != nil {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.completeLocked() {
+			e := *st.end
+			return &e
+		}
 	}
-	r.events = append(r.events, ev)
-	r.notify()
-	return ev
+	return nil
 }
 
-// Lines returns up to max lines of a step with seq > after (max <= 0 means all).
-func (s *Store) Lines(runID, stepID string, after int64, max int) []Line {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.runs[runID]
+// Steps returns the ids of the steps of a run the store holds, sorted.
+func (s *Store) Steps(runID string) []string {
+	r := s.lookupRun(runID)
 	if r == nil {
 		return nil
 	}
-	st := r.steps[stepID]
-	if st == nil {
-		return nil
-	}
-	return copyLines(st.lines, after, max)
-}
-
-func copyLines(lines []Line, after int64, max int) []Line {
-	if after < 0 {
-		after = 0
-	}
-	if after >= int64(len(lines)) {
-		return nil
-	}
-	out := lines[after:]
-	if max > 0 && len(out) > max {
-		out = out[:max]
-	}
-	return append([]Line(nil), out...)
-}
-
-// Cursor reads a whole run — its events and the lines of all its steps — from a position, first
-// what is already stored and then live, with no gap and no duplicate.
-type Cursor struct {
-	s      *Store
-	run    string
-	events int64
-	steps  map[string]int64
-	// MaxLines caps the lines one Next returns per step, so a reader catching up on a long log
-	// sends bounded frames.
-	MaxLines int
-}
-
-// NewCursor starts reading a run from its beginning.
-func (s *Store) NewCursor(runID string) *Cursor {
-	return &Cursor{s: s, run: runID, steps: make(map[string]int64), MaxLines: 1000}
-}
-
-// Seek positions the cursor after the given seq of a step (to resume a log).
-func (c *Cursor) Seek(stepID string, afterSeq int64) { c.steps[stepID] = afterSeq }
-
-// SeekEvents positions the cursor after the given event seq.
-func (c *Cursor) SeekEvents(afterSeq int64) { c.events = afterSeq }
-
-// StepLines are new lines of one step.
-type StepLines struct {
-	Step  string `json:"step"`
-	Lines []Line `json:"lines"`
-}
-
-// Batch is what one Next returns: lines first, then events. It is read in one consistent
-// snapshot, so an event published after a step's last line (a step ending) never arrives before
-// that line.
-type Batch struct {
-	Lines  []StepLines
-	Events []Event
-}
-
-// Empty reports whether the batch carries nothing.
-func (b Batch) Empty() bool { return len(b.Lines) == 0 && len(b.Events) == 0 }
-
-// Next returns what is new since the last call, waiting until something is or ctx is done.
-func (c *Cursor) Next(ctx context.Context) (Batch, error) {
-	for {
-		b, changed := c.poll()
-		if !b.Empty() {
-			return b, nil
-		}
-		select {
-		case <-ctx.Done():
-			return Batch{}, ctx.Err()
-		case <-changed:
-		}
-	}
-}
-
-// Poll returns what is new without waiting, and a channel closed at the next change.
-func (c *Cursor) Poll() (Batch, <-chan struct{}) { return c.poll() }
-
-func (c *Cursor) poll() (Batch, <-chan struct{}) {
-	s := c.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.run(c.run)
-	var b Batch
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	ids := make([]string, 0, len(r.steps))
 	for id := range r.steps {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	for _, id := range ids {
-		after := c.steps[id]
-		lines := copyLines(r.steps[id].lines, after, c.MaxLines)
-		if len(lines) > 0 {
-			b.Lines = append(b.Lines, StepLines{Step: id, Lines: lines})
-			c.steps[id] = lines[len(lines)-1].Seq
-		}
-	}
-	// Events are held back while a step still has unread lines beyond MaxLines, so a step's end
-	// never overtakes its own lines.
-	if !c.behind(r) && c.events < int64(len(r.events)) {
-		b.Events = append([]Event(nil), r.events[c.events:]...)
-		c.events = int64(len(r.events))
-	}
-	return b, r.changed
+	return ids
 }
 
-func (c *Cursor) behind(r *runLog) bool {
-	for id, st := range r.steps {
-		if c.steps[id] < int64(len(st.lines)) {
-			return true
-		}
+func (s *Store) existing(runID, stepID string) *stepLog {
+	r := s.lookupRun(runID)
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	st := r.steps[stepID]
+	r.mu.Unlock()
+	if st != nil && st.ready != nil {
+		<-st.ready
+	}
+	return st
+}
+
+func terminal(status string) bool {
+	switch status {
+	case "succeeded", "failed", "cancelled", "skipped":
+		return true
 	}
 	return false
 }
 
+// Publish appends a run-level event, numbering it and stamping it if TS is zero. A step's
+// terminal status event is held back until the step's log is whole (its end record and every
+// line up to the final seq, or EndWait has passed), and later events of the run queue behind it:
+// a viewer therefore always sees a step's last line before the step's end. The returned event has
+// Seq 0 if it is still held back.
+func (s *Store) Publish(runID string, ev Event) Event {
+	r := s.run(runID)
+	if ev.TS.IsZero() {
+		ev.TS = s.now()
+	}
+	r.mu.Lock()
+	if ev.Type == EventStep && ev.Step != "" {
+		switch {
+		case ev.Status == "running":
+			st := r.stepLocked(ev.Step)
+			if s.opts.Archive != nil {
+				s.startTailLocked(runID, st)
+			}
+		case terminal(ev.Status):
+			if st := r.steps[ev.Step]; st != nil {
+				st.mu.Lock()
+				st.terminal = true
+				st.exitCode = ev.ExitCode
+				if !st.completeLocked() && st.endTimer == nil {
+					stepID := ev.Step
+					st.endTimer = time.AfterFunc(s.opts.EndWait, func() { s.closeIncomplete(runID, stepID) })
+				}
+				select {
+				case st.kick <- struct{}{}:
+				default:
+				}
+				st.mu.Unlock()
+			}
+		}
+	}
+	r.pending = append(r.pending, ev)
+	out := s.releaseLocked(r, ev)
+	r.mu.Unlock()
+	r.notify()
+	return out
+}
+
+// release moves held-back events whose steps are now whole into the event list.
+func (s *Store) release(r *runLog) {
+	r.mu.Lock()
+	s.releaseLocked(r, Event{})
+	r.mu.Unlock()
+}
+
+func (s *Store) releaseLocked(r *runLog, want Event) Event {
+	var out Event
+	for len(r.pending) > 0 {
+		ev := r.pending[0]
+		if ev.Type == EventStep && terminal(ev.Status) {
+			if st := r.steps[ev.Step]; st != nil {
+				st.mu.Lock()
+				// A step that never produced a line and is not being tailed has nothing to wait for.
+				held := !st.completeLocked() && (st.last > 0 || st.tailing || st.end != nil)
+				st.mu.Unlock()
+				if held {
+					break
+				}
+			}
+		}
+		ev.Seq = int64(len(r.events)) + 1
+		r.events = append(r.events, ev)
+		r.pending = r.pending[1:]
+		if ev.TS.Equal(want.TS) && ev.Type == want.Type && ev.Step == want.Step && ev.Status == want.Status {
+			out = ev
+		}
+	}
+	if out.Seq == 0 {
+		out = want
+	}
+	return out
+}
+
+// closeIncomplete ends a step's log without (all of) the runner's lines, after EndWait: viewers
+// get a gap for what is missing instead of waiting forever.
+func (s *Store) closeIncomplete(runID, stepID string) {
+	r := s.lookupRun(runID)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	st := r.steps[stepID]
+	r.mu.Unlock()
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	st.endTimer = nil
+	if !st.completeLocked() {
+		if st.end == nil {
+			code := -1
+			if st.exitCode != nil {
+				code = *st.exitCode
+			}
+			st.end = &End{FinalSeq: st.last, Lines: st.last, ExitCode: code, Incomplete: true}
+		}
+		if st.last < st.end.FinalSeq {
+			st.missing = &Gap{From: st.last + 1, To: st.end.FinalSeq, Reason: GapUnavailable}
+		}
+		s.endedLocked(st)
+	}
+	st.mu.Unlock()
+	s.release(r)
+	r.notify()
+}
+
 // Events returns a run's events with seq > after.
 func (s *Store) Events(runID string, after int64) []Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.runs[runID]
-	if r == nil || after >= int64(len(r.events)) {
+	r := s.lookupRun(runID)
+	if r == nil {
 		return nil
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if after < 0 {
 		after = 0
 	}
+	if after >= int64(len(r.events)) {
+		return nil
+	}
 	return append([]Event(nil), r.events[after:]...)
+}
+
+// Chunk is what one Read returns.
+type Chunk struct {
+	// Records are lines with seq After+1.. in order (possibly none).
+	Records []Record
+	// Gap, when set, reports lines After+1..Gap.To that will never be delivered; the reader
+	// continues after Gap.To. It comes before Records.
+	Gap *Gap
+	// End is set once the reader has everything: the step has ended and the last record (or gap)
+	// reaches End.FinalSeq.
+	End *End
+	// Head is the highest seq the store holds for the step.
+	Head int64
+	// FromSpool reports that the records came from disk, i.e. the reader is further behind than
+	// the in-memory ring.
+	FromSpool bool
+}
+
+// Next returns the seq a reader continues after.
+func (c Chunk) Next(after int64) int64 {
+	if c.Gap != nil && c.Gap.To > after {
+		after = c.Gap.To
+	}
+	if n := len(c.Records); n > 0 {
+		after = c.Records[n-1].Seq
+	}
+	return after
+}
+
+// ErrNoStep is returned by Read for a step the store neither holds nor finds in the archive.
+var ErrNoStep = errors.New("no log for this step yet")
+
+// Read returns a step's lines with seq > after, up to about maxBytes of JSON (at least one line
+// when there is one). It never blocks on writers for long and never waits for new lines: callers
+// wait on Watch. A step the store does not hold is looked up in the archive.
+func (s *Store) Read(ctx context.Context, runID, stepID string, after int64, maxBytes int) (Chunk, error) {
+	if after < 0 {
+		after = 0
+	}
+	st := s.existing(runID, stepID)
+	if st == nil {
+		var err error
+		if st, err = s.loadArchived(ctx, runID, stepID); err != nil || st == nil {
+			if err == nil {
+				err = ErrNoStep
+			}
+			return Chunk{}, err
+		}
+	}
+	st.mu.Lock()
+	c := Chunk{Head: st.last}
+	if g := st.missing; g != nil && after < g.To && after+1 >= g.From {
+		gg := *g
+		gg.From = after + 1
+		c.Gap = &gg
+		after = g.To
+	}
+	if after >= st.last {
+		if st.completeLocked() && after >= st.end.FinalSeq {
+			e := *st.end
+			c.End = &e
+		}
+		st.mu.Unlock()
+		return c, nil
+	}
+	ringFirst := st.last - int64(len(st.ring)) + 1
+	if after+1 >= ringFirst {
+		i := int(after + 1 - ringFirst)
+		n := 0
+		j := i
+		for j < len(st.ring) && (j == i || n+len(st.ring[j].JSON) <= maxBytes) {
+			n += len(st.ring[j].JSON)
+			j++
+		}
+		c.Records = append([]Record(nil), st.ring[i:j]...)
+		if j == len(st.ring) && st.completeLocked() && st.last >= st.end.FinalSeq {
+			e := *st.end
+			c.End = &e
+		}
+		st.mu.Unlock()
+		return c, nil
+	}
+	sp, spErr := st.sp, st.spErr
+	var idx []int64
+	var size int64
+	if sp != nil {
+		idx, size = sp.idx, sp.size
+	}
+	st.mu.Unlock()
+	if sp == nil || spErr != nil {
+		c.Gap = &Gap{From: after + 1, To: ringFirst - 1, Reason: GapUnavailable}
+		return c, nil
+	}
+	recs, err := sp.read(idx, size, after, maxBytes)
+	if err != nil {
+		return c, fmt.Errorf("read log of step %s: %w", stepID, err)
+	}
+	c.Records, c.FromSpool = recs, true
+	return c, nil
+}
+
+// Lines returns up to max decoded lines of a step with seq > after (max <= 0 means up to 1 MiB of
+// lines). It is a convenience for tests and small tools.
+func (s *Store) Lines(runID, stepID string, after int64, max int) []Line {
+	var out []Line
+	for max <= 0 || len(out) < max {
+		c, err := s.Read(context.Background(), runID, stepID, after, 1<<20)
+		if err != nil || len(c.Records) == 0 && c.Gap == nil {
+			break
+		}
+		for _, rec := range c.Records {
+			if max > 0 && len(out) >= max {
+				break
+			}
+			if l, err := rec.Decode(); err == nil {
+				out = append(out, l)
+			}
+		}
+		after = c.Next(after)
+		if max <= 0 && len(out) > 0 {
+			break
+		}
+	}
+	return out
 }

@@ -1,0 +1,131 @@
+package logstream
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxLine is the longest line text kept whole (bytes); the step runner splits longer lines into
+// pieces marked Partial.
+const MaxLine = 64 << 10
+
+// AppendJSON appends the canonical JSON encoding of l to dst: fields in the order seq, ts, stream,
+// text, partial, no HTML escaping, invalid UTF-8 replaced by U+FFFD. The runner writes lines in
+// this form and the service stores and forwards the bytes as they are, so a line is encoded once
+// and never re-encoded per viewer.
+func AppendJSON(dst []byte, l Line) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendInt(dst, l.Seq, 10)
+	dst = append(dst, `,"ts":"`...)
+	dst = l.TS.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","stream":`...)
+	dst = appendString(dst, l.Stream)
+	dst = append(dst, `,"text":`...)
+	dst = appendString(dst, l.Text)
+	if l.Partial {
+		dst = append(dst, `,"partial":true`...)
+	}
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Control characters are escaped, everything else
+// (including ANSI escape sequences' printable parts and lone \r) is kept.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// Record is one stored line: its seq and its canonical JSON encoding (no trailing newline). The
+// bytes are never modified once stored, so readers may share them.
+type Record struct {
+	Seq  int64
+	JSON []byte
+}
+
+// Decode parses the record back into a Line.
+func (r Record) Decode() (Line, error) {
+	var l Line
+	err := json.Unmarshal(r.JSON, &l)
+	return l, err
+}
+
+var errNotLine = errors.New("not a log line")
+
+// ParseRecord validates one NDJSON line as a log line and returns it as a record. The runner's
+// canonical encoding (starting with {"seq":N,) is checked for validity and kept byte for byte;
+// any other encoding is decoded and re-encoded canonically.
+func ParseRecord(b []byte) (Record, error) {
+	b = bytes.TrimSpace(b)
+	if seq, ok := canonicalSeq(b); ok && utf8.Valid(b) && json.Valid(b) {
+		return Record{Seq: seq, JSON: bytes.Clone(b)}, nil
+	}
+	var l Line
+	if err := json.Unmarshal(b, &l); err != nil {
+		return Record{}, fmt.Errorf("%w: %v", errNotLine, err)
+	}
+	if l.Seq < 1 {
+		return Record{}, fmt.Errorf("%w: seq %d", errNotLine, l.Seq)
+	}
+	return Record{Seq: l.Seq, JSON: AppendJSON(nil, l)}, nil
+}
+
+// canonicalSeq reads the seq of a line in canonical form.
+func canonicalSeq(b []byte) (int64, bool) {
+	const p = `{"seq":`
+	if !bytes.HasPrefix(b, []byte(p)) {
+		return 0, false
+	}
+	i := len(p)
+	var n int64
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' && i < len(p)+18 {
+		n = n*10 + int64(b[i]-'0')
+		i++
+	}
+	if i == len(p) || i >= len(b) || b[i] != ',' || n < 1 {
+		return 0, false
+	}
+	return n, true
+}
