@@ -175,6 +175,10 @@ func (m *Manager) execute(ctx context.Context, runID string, job *Job, root stri
 		},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			m.finish(runID, StatusCancelled, "cancelled while packaging")
+			return
+		}
 		m.finish(runID, StatusFailed, "packaging failed: "+err.Error())
 		return
 	}
