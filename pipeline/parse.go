@@ -376,7 +376,9 @@ func (ps *parser) resolveLinks(p *Pipeline) {
 					resolve(outer, depth+1)
 				}
 			default:
-				ps.add(SeverityError, TypeInvalidPipeline, fmt.Sprintf("node links to %q, which is not a node of the pipeline", l.nodeRef), nodeData(n, "", l.nodeRef))
+				// The canvas draws no such link, so the user could not see or fix it there; the
+				// node runs without it.
+				ps.add(SeverityWarning, TypeInvalidPipeline, fmt.Sprintf("node links to %q, which is not a node of the pipeline; the link is ignored", l.nodeRef), nodeData(n, "", l.nodeRef))
 			}
 			for _, id := range ids {
 				if !seen[id] {

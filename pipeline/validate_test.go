@@ -397,8 +397,6 @@ func TestVersionsAndStructure(t *testing.T) {
 		{"duplicate id", `{"version":"3.0","primary_pipeline":"p","pipelines":[{"id":"p","app_data":{"version":8},"nodes":[
 			{"id":"a","op":"execute-python-node","app_data":{"component_parameters":{"filename":"a.py"}}},
 			{"id":"a","op":"execute-python-node","app_data":{"component_parameters":{"filename":"b.py"}}}]}]}`, TypeInvalidPipeline, false},
-		{"dangling link", `{"version":"3.0","primary_pipeline":"p","pipelines":[{"id":"p","app_data":{"version":8},"nodes":[
-			{"id":"a","op":"execute-python-node","app_data":{"component_parameters":{"filename":"a.py"}},"inputs":[{"id":"inPort","links":[{"node_id_ref":"ghost","port_id_ref":"outPort"}]}]}]}]}`, TypeInvalidPipeline, false},
 		{"supernode loop", `{"version":"3.0","primary_pipeline":"p","pipelines":[{"id":"p","app_data":{"version":8},"nodes":[
 			{"id":"s","type":"super_node","subflow_ref":{"pipeline_id_ref":"q"}}]},{"id":"q","nodes":[{"id":"t","type":"super_node","subflow_ref":{"pipeline_id_ref":"q"}}]}]}`, TypeCircularReference, false},
 	}
@@ -413,5 +411,15 @@ func TestVersionsAndStructure(t *testing.T) {
 				t.Fatalf("want an error of type %s, got:\n%s", c.typ, dump(issues))
 			}
 		})
+	}
+}
+
+func TestDanglingLink(t *testing.T) {
+	doc := `{"version":"3.0","primary_pipeline":"p","pipelines":[{"id":"p","app_data":{"version":8},"nodes":[
+		{"id":"a","op":"execute-python-node","app_data":{"component_parameters":{"filename":"a.py"}},"inputs":[{"id":"inPort","links":[{"node_id_ref":"ghost","port_id_ref":"outPort"}]}]}]}]}`
+	p, issues := Parse([]byte(doc))
+	is := findOne(t, issues, TypeInvalidPipeline, map[string]any{DataNodeID: "a", DataValue: "ghost"})
+	if is.Severity != SeverityWarning || len(p.Node("a").Parents) != 0 {
+		t.Errorf("issue %v, parents %v", is, p.Node("a").Parents)
 	}
 }
