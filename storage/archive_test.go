@@ -219,7 +219,7 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 // craft builds a tar.gz from raw headers, for hostile-archive tests.
-func craft(t *testing.T, entries ...tar.Header) []byte {
+func craft(t testing.TB, entries ...tar.Header) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -325,4 +325,31 @@ func BenchmarkWriteArchive(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzExtractArchive checks the one property that matters for hostile input: whatever the
+// archive, nothing is created outside the destination.
+func FuzzExtractArchive(f *testing.F) {
+	reg := func(name string) tar.Header { return tar.Header{Name: name, Typeflag: tar.TypeReg, Size: 1, Mode: 0o644} }
+	link := func(name, target string) tar.Header {
+		return tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: target}
+	}
+	f.Add(craft(f, reg("a"), reg("b/c")))
+	f.Add(craft(f, reg("../x")))
+	f.Add(craft(f, link("l", ".."), reg("l/x")))
+	f.Add(craft(f, link("a/b/c", "../.."), link("a/b/c/s", "../../x"), reg("a/b/c/s/y")))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		dest := filepath.Join(parent, "dest")
+		_ = ExtractArchive(context.Background(), bytes.NewReader(data), dest)
+		entries, err := os.ReadDir(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name() != "dest" {
+				t.Fatalf("archive created %s outside the destination", e.Name())
+			}
+		}
+	})
 }
