@@ -330,7 +330,9 @@ func BenchmarkWriteArchive(b *testing.B) {
 // FuzzExtractArchive checks the one property that matters for hostile input: whatever the
 // archive, nothing is created outside the destination.
 func FuzzExtractArchive(f *testing.F) {
-	reg := func(name string) tar.Header { return tar.Header{Name: name, Typeflag: tar.TypeReg, Size: 1, Mode: 0o644} }
+	reg := func(name string) tar.Header {
+		return tar.Header{Name: name, Typeflag: tar.TypeReg, Size: 1, Mode: 0o644}
+	}
 	link := func(name, target string) tar.Header {
 		return tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: target}
 	}
