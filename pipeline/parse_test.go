@@ -197,3 +197,18 @@ func TestParseNeverPanicsOnOddShapes(t *testing.T) {
 		}
 	}
 }
+
+// The editor writes pipeline-level app_data to pipelines[0]; when the primary pipeline is another
+// entry without a version, the first entry's app_data applies.
+func TestAppDataOnFirstPipeline(t *testing.T) {
+	doc := `{"version":"3.0","primary_pipeline":"main","pipelines":[
+	  {"id":"other","app_data":{"version":8,"runtime_type":"KUBEFLOW_PIPELINES","properties":{"name":"from-first"}},"nodes":[]},
+	  {"id":"main","nodes":[{"id":"a","op":"execute-python-node","app_data":{"component_parameters":{"filename":"a.py"}}}]}]}`
+	p, issues := Parse([]byte(doc))
+	if p == nil || HasErrors(issues) {
+		t.Fatalf("Parse:\n%s", dump(issues))
+	}
+	if p.Version != 8 || p.Name != "from-first" || p.RuntimeType != RuntimeKFP || len(p.Nodes) != 1 {
+		t.Errorf("pipeline = %+v", p)
+	}
+}
