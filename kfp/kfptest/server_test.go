@@ -44,7 +44,7 @@ type collector struct {
 }
 
 func (c *collector) add(err error) { c.mu.Lock(); c.errs = append(c.errs, err); c.mu.Unlock() }
-func (c *collector) n() int       { c.mu.Lock(); defer c.mu.Unlock(); return len(c.errs) }
+func (c *collector) n() int        { c.mu.Lock(); defer c.mu.Unlock(); return len(c.errs) }
 
 func do(t *testing.T, method, url, ctype string, body []byte) (int, string) {
 	t.Helper()
