@@ -327,6 +327,9 @@ func (s *S3) wrap(op, key string, err error) error {
 	case e.Code == "AccessDenied" || (e.Code == "" && er.StatusCode == http.StatusForbidden):
 		e.class = ErrAccessDenied
 		e.Hint = "access denied: the credentials are valid but not allowed to " + op + " here (check the bucket policy or IAM role)"
+		if op == "check bucket" {
+			e.Hint += "; checking a bucket needs s3:ListBucket"
+		}
 	case er.StatusCode >= 500:
 		e.Hint = fmt.Sprintf("the S3 server kept failing (HTTP %d) through the allowed retries", er.StatusCode)
 	case errors.Is(err, syscall.ECONNREFUSED):
