@@ -4,6 +4,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -151,5 +152,67 @@ func createNamedFiles(t *testing.T, root string, p *Pipeline) {
 				writeFile(t, root, path.Join(path.Dir(n.Filename), d))
 			}
 		}
+	}
+}
+
+// TestCorpusContent checks, value by value, what two real Elyra 4 files (every Elyra-owned node
+// property; typed parameters and defaults) turn into.
+func TestCorpusContent(t *testing.T) {
+	read := func(name string) *Pipeline {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join("testdata", "corpus", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, issues := Parse(data)
+		if p == nil || len(issues) != 0 {
+			t.Fatalf("%s:\n%s", name, dump(issues))
+		}
+		return p
+	}
+	p := read("pipeline__test_pipelines__kfp__kfp-one-node-generic-elyra-properties.pipeline")
+	n := p.Nodes[0]
+	if p.Name != "kfp-one-node-generic-elyra-properties" || p.Description != "Test pipeline for generic nodes and Elyra properties" || p.RuntimeType != RuntimeKFP {
+		t.Errorf("pipeline = %+v", p)
+	}
+	wantVols := []Volume{{Path: "/test/vol1", PVCName: "test-pvc-1"}, {Path: "/test/vol2", PVCName: "test-pvc-2", SubPath: "sub/path"},
+		{Path: "/test/vol3", PVCName: "test-pvc-3", SubPath: "sub/path", ReadOnly: true}}
+	wantTols := []Toleration{{Key: "kt1", Operator: "Equal", Value: "3", Effect: "NoExecute"}, {Key: "kt2", Operator: "Exists", Effect: "NoSchedule"},
+		{Operator: "Exists"}, {Key: "kt3", Operator: "Equal", Value: "v3"}}
+	switch {
+	case n.Filename != "a-notebook.ipynb" || n.Kind != KindNotebook || n.RuntimeImage != "tensorflow/tensorflow:2.8.0":
+		t.Errorf("node = %+v", n)
+	case !slices.Equal(n.Volumes, wantVols):
+		t.Errorf("volumes = %+v", n.Volumes)
+	case !slices.Equal(n.Tolerations, wantTols):
+		t.Errorf("tolerations = %+v", n.Tolerations)
+	case !slices.Equal(n.Secrets, []SecretEnv{{Name: "secret_env_var_1", Secret: "secret-1", Key: "secret-key-1"}}):
+		t.Errorf("secrets = %+v", n.Secrets)
+	case !slices.Equal(n.Annotations, []KeyValue{{"anno-key-1", "anno-value-1"}, {"anno-key-without-value-2", ""}}):
+		t.Errorf("annotations = %+v", n.Annotations)
+	case !slices.Equal(n.PodLabels, []KeyValue{{"label-key-without-value-1", ""}, {"label-key-2", "label-value-2"}}):
+		t.Errorf("labels = %+v", n.PodLabels)
+	case n.SharedMemSizeGB != 0.5:
+		t.Errorf("shared mem = %v", n.SharedMemSizeGB)
+	}
+	if issues := Validate(p, workspace(t, "a-notebook.ipynb")); len(issues) != 0 {
+		t.Errorf("Validate:\n%s", dump(issues))
+	}
+
+	p = read("pipeline__test_pipelines__kfp__kfp-one-node-generic.pipeline")
+	n = p.Nodes[0]
+	if p.CosObjectPrefix != "my/project" || n.RuntimeImage != "tensorflow/tensorflow:2.8.0" || !slices.Equal(n.PipelineParameters, []string{"param1", "param2"}) {
+		t.Errorf("pipeline %+v node %+v", p, n)
+	}
+	wantParams := []Parameter{
+		{Name: "param1", Type: ParamString, Default: "my value"},
+		{Name: "param2", Type: ParamInteger, Default: 2.0, Value: 3.0},
+		{Name: "param3", Type: ParamString, Default: "not present"},
+	}
+	if !reflect.DeepEqual(p.Parameters, wantParams) {
+		t.Errorf("parameters = %+v", p.Parameters)
+	}
+	if p.Parameters[1].Effective() != 3.0 {
+		t.Errorf("param2 effective = %v", p.Parameters[1].Effective())
 	}
 }
