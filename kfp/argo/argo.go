@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/kfbridge/kfbridge/kfp/compile"
 	"github.com/kfbridge/kfbridge/pipeline"
 )
@@ -56,14 +54,14 @@ func Compile(p *pipeline.Pipeline, opts compile.Options) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := json.Marshal(wf)
+	js, err := compile.JSON(wf)
 	if err != nil {
 		return nil, fmt.Errorf("argo: compile: encode workflow: %w", err)
 	}
 	if err := checkExpressions(js, p); err != nil {
 		return nil, err
 	}
-	out, err := yaml.JSONToYAML(js)
+	out, err := compile.YAML(js)
 	if err != nil {
 		return nil, fmt.Errorf("argo: compile: encode yaml: %w", err)
 	}

@@ -188,8 +188,8 @@ func TestProperties(t *testing.T) {
 	}
 	s := string(out)
 	for _, want := range []string{
-		"amd.com/gpu: \"1\"", "memory: 16.5G", "memory: 8G", "cpu: \"4\"",
-		"sizeLimit: 2G", "mountPath: /dev/shm",
+		"amd.com/gpu: \"1\"", `memory: "16.5G"`, `memory: "8G"`, "cpu: \"4\"",
+		`sizeLimit: "2G"`, "mountPath: /dev/shm",
 		"subPath: ref/v1", "readOnly: true",
 		"name: WANDB_API_KEY", "key: api-key",
 		"imagePullPolicy: Always", "- name: regcred",

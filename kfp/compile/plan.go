@@ -190,18 +190,30 @@ func (pl *Plan) computeInputs() error {
 			return err
 		}
 	}
+	// Outputs get dense ids (first declaration wins) so that de-duplicating a step's inputs is a
+	// slice lookup instead of a map per step.
+	outID := map[string]int{}
+	ids := make([][]int, n)
 	for i, s := range pl.Steps {
-		var seen map[string]bool
+		for _, out := range s.Node.Outputs {
+			id, ok := outID[out]
+			if !ok {
+				id = len(outID)
+				outID[out] = id
+			}
+			ids[i] = append(ids[i], id)
+		}
+	}
+	mark := make([]int, len(outID)) // step index + 1 that last took the output
+	for i, s := range pl.Steps {
 		for w, v := range anc[i] {
 			for v != 0 {
 				b := bits.TrailingZeros64(v)
 				v &^= 1 << b
-				for _, out := range pl.Steps[w*64+b].Node.Outputs {
-					if seen == nil {
-						seen = make(map[string]bool)
-					}
-					if !seen[out] {
-						seen[out] = true
+				j := w*64 + b
+				for k, out := range pl.Steps[j].Node.Outputs {
+					if id := ids[j][k]; mark[id] != i+1 {
+						mark[id] = i + 1
 						s.Inputs = append(s.Inputs, out)
 					}
 				}

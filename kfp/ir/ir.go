@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/kfbridge/kfbridge/kfp/compile"
 	"github.com/kfbridge/kfbridge/pipeline"
 )
@@ -79,11 +77,11 @@ func Compile(p *pipeline.Pipeline, opts compile.Options) ([]byte, error) {
 	}
 	var out bytes.Buffer
 	for i, doc := range []any{spec, platform} {
-		js, err := json.Marshal(doc)
+		js, err := compile.JSON(doc)
 		if err != nil {
 			return nil, fmt.Errorf("ir: compile: encode document %d: %w", i+1, err)
 		}
-		y, err := yaml.JSONToYAML(js)
+		y, err := compile.YAML(js)
 		if err != nil {
 			return nil, fmt.Errorf("ir: compile: encode yaml document %d: %w", i+1, err)
 		}
