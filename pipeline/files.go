@@ -126,7 +126,7 @@ func NodeFiles(root string, n *Node) (dir string, files []string, err error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("node files of %s: %w", nodeDisplay(n), err)
 	}
-	deps, depErrs := expandDeps(root, dir, n.Dependencies, n.IncludeSubdirectories)
+	deps, depErrs := expandDeps(root, dir, n.Dependencies, n.IncludeSubdirectories, nil)
 	if len(depErrs) > 0 {
 		errs := make([]error, len(depErrs))
 		for i, de := range depErrs {
@@ -176,10 +176,14 @@ func (e *DependencyError) Error() string {
 func (e *DependencyError) Unwrap() error { return e.Err }
 
 // expandDeps expands dependencies relative to dir (workspace-relative) and returns the sorted,
-// de-duplicated files plus one error per dependency that failed.
-func expandDeps(root, dir string, deps []string, recursive bool) ([]string, []*DependencyError) {
+// de-duplicated files plus one error per dependency that failed. cache may carry directory
+// listings across calls (Validate shares one over all nodes); nil means no sharing.
+func expandDeps(root, dir string, deps []string, recursive bool, cache listCache) ([]string, []*DependencyError) {
 	if len(deps) == 0 {
 		return nil, nil
+	}
+	if cache == nil {
+		cache = listCache{}
 	}
 	var errs []*DependencyError
 	fail := func(dep string, err error) { errs = append(errs, &DependencyError{Dependency: dep, Err: err}) }
@@ -198,8 +202,7 @@ func expandDeps(root, dir string, deps []string, recursive bool) ([]string, []*D
 		return nil, errs
 	}
 	w := &walker{realRoot: realRoot}
-	var listing []string // lazily built list of every file below dir (relative, slash-separated)
-	listed := false
+	dw := &walker{realRoot: realRoot, skipHidden: true}
 	set := map[string]bool{}
 	for _, dep := range deps {
 		d := strings.TrimSpace(dep)
@@ -227,8 +230,7 @@ func expandDeps(root, dir string, deps []string, recursive bool) ([]string, []*D
 				fail(dep, fmt.Errorf("%q is neither a file nor a directory", path.Join(dir, clean)))
 				continue
 			}
-			dw := &walker{realRoot: realRoot, skipHidden: true}
-			sub, err := dw.list(abs, clean, recursive)
+			sub, err := cache.list(dw, abs, clean, recursive)
 			if err != nil {
 				fail(dep, err)
 				continue
@@ -246,18 +248,26 @@ func expandDeps(root, dir string, deps []string, recursive bool) ([]string, []*D
 			fail(dep, ErrBadGlob)
 			continue
 		}
-		if !listed {
-			// A whole-tree listing is only needed when a pattern can reach into subdirectories.
-			deep := recursive
-			for _, o := range deps {
-				deep = deep || strings.Contains(strings.Trim(o, "/"), "/")
-			}
-			listing, err = w.list(dirAbs, "", deep)
-			if err != nil {
-				fail(dep, err)
+		// List only what the pattern can reach: below its literal leading directories, and
+		// deeper than one level only when the rest of the pattern (or recursion) asks for it.
+		// Recursive matching may hit at any depth, so it lists the whole tree.
+		listAbs, listRel := dirAbs, ""
+		base, rest := globBase(clean)
+		if !recursive && base != "" {
+			if _, err := Confine(root, path.Join(dir, base)); err != nil {
+				fail(dep, errors.Unwrap(err))
 				continue
 			}
-			listed = true
+			listAbs, listRel = filepath.Join(dirAbs, filepath.FromSlash(base)), base
+			if st, err := os.Stat(listAbs); err != nil || !st.IsDir() {
+				fail(dep, fmt.Errorf("%w: directory %q does not exist", ErrNoMatch, path.Join(dir, base)))
+				continue
+			}
+		}
+		listing, err := cache.list(w, listAbs, listRel, recursive || strings.Contains(rest, "/"))
+		if err != nil {
+			fail(dep, err)
+			continue
 		}
 		hiddenOK := strings.HasPrefix(path.Base(clean), ".")
 		matched := false
@@ -283,6 +293,32 @@ func expandDeps(root, dir string, deps []string, recursive bool) ([]string, []*D
 }
 
 func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
+
+// globBase splits a pattern into its leading directories without glob characters and the rest:
+// "conf/env/*.yaml" -> "conf/env", "*.yaml"; "*/x" -> "", "*/x".
+func globBase(pattern string) (base, rest string) {
+	parts := strings.Split(pattern, "/")
+	i := 0
+	for i < len(parts)-1 && !hasMeta(parts[i]) {
+		i++
+	}
+	return path.Join(parts[:i]...), strings.Join(parts[i:], "/")
+}
+
+// listCache memoizes directory listings by (directory, relative name, depth, hidden rule).
+type listCache map[string][]string
+
+func (c listCache) list(w *walker, abs, rel string, deep bool) ([]string, error) {
+	key := fmt.Sprintf("%s\x00%s\x00%t\x00%t", abs, rel, deep, w.skipHidden)
+	if l, ok := c[key]; ok {
+		return l, nil
+	}
+	l, err := w.list(abs, rel, deep)
+	if err == nil {
+		c[key] = l
+	}
+	return l, err
+}
 
 // globMatch matches a pattern against a file path relative to the node's directory; with
 // recursive, the pattern may also match the path relative to any subdirectory.

@@ -85,6 +85,7 @@ func TestNodeFiles(t *testing.T) {
 		writeFile(t, root, f)
 	}
 	writeFile(t, base, "secret.csv")
+	mustSymlink(t, base, filepath.Join(root, "proj", "out"))
 	mustSymlink(t, filepath.Join(root, "shared"), filepath.Join(root, "proj", "shared"))            // inside: followed
 	mustSymlink(t, filepath.Join(base, "secret.csv"), filepath.Join(root, "proj", "data", "s.csv")) // outside: ignored
 
@@ -123,6 +124,11 @@ func TestNodeFiles(t *testing.T) {
 		{name: "missing literal", file: "proj/run.ipynb", deps: []string{"nope.py"}, wantErr: ErrNoMatch},
 		{name: "glob without match", file: "proj/run.ipynb", deps: []string{"*.parquet"}, wantErr: ErrNoMatch},
 		{name: "bad glob", file: "proj/run.ipynb", deps: []string{"[x"}, wantErr: ErrBadGlob},
+		{name: "glob below a file", file: "proj/run.ipynb", deps: []string{"util.py/*"}, wantErr: ErrNoMatch},
+		{name: "glob below a missing dir", file: "proj/run.ipynb", deps: []string{"nope/*.csv"}, wantErr: ErrNoMatch},
+		{name: "glob below a symlink out", file: "proj/run.ipynb", deps: []string{"out/*.csv"}, wantErr: ErrOutsideRoot},
+		{name: "glob with a wildcard directory", file: "proj/run.ipynb", deps: []string{"*/*.y*ml"}, dir: "proj",
+			want: []string{"run.ipynb", "conf/a.yaml", "conf/b.yml"}},
 		{name: "parent escape", file: "proj/run.ipynb", deps: []string{"../top.py"}, wantErr: ErrParentPath},
 		{name: "absolute", file: "proj/run.ipynb", deps: []string{"/etc/passwd"}, wantErr: ErrAbsolutePath},
 		{name: "symlink to outside", file: "proj/run.ipynb", deps: []string{"data/s.csv"}, wantErr: ErrOutsideRoot},

@@ -54,6 +54,9 @@ type validator struct {
 	p      *Pipeline
 	root   string
 	issues []Issue
+	// lists shares directory listings between nodes: pipelines often have many nodes in one
+	// directory with the same globs.
+	lists listCache
 }
 
 func (v *validator) add(sev int, typ, msg string, data map[string]any) {
@@ -310,7 +313,10 @@ func (v *validator) dependencies(n *Node) {
 	} else if st, err := os.Stat(abs); err != nil || !st.IsDir() {
 		return // likewise: the file does not exist, so neither does its directory
 	}
-	_, errs := expandDeps(v.root, dir, n.Dependencies, n.IncludeSubdirectories)
+	if v.lists == nil {
+		v.lists = listCache{}
+	}
+	_, errs := expandDeps(v.root, dir, n.Dependencies, n.IncludeSubdirectories, v.lists)
 	for _, e := range errs {
 		var msg string
 		switch {
