@@ -423,3 +423,21 @@ func TestDanglingLink(t *testing.T) {
 		t.Errorf("issue %v, parents %v", is, p.Node("a").Parents)
 	}
 }
+
+func TestImageReferences(t *testing.T) {
+	good := []string{"python", "python:3.11-slim", "tensorflow/tensorflow:2.8.0-gpu", "docker.io/library/python:3.11",
+		"localhost:5000/img", "my-registry.example.com:443/team/sub/img:v1.2.3_RC1",
+		"quay.io/org/img@sha256:" + strings.Repeat("ab", 32), "quay.io/org/img:1.0@sha256:" + strings.Repeat("0f", 32),
+		"elyra/elyra-example-anaconda-py3:latest", "registry.example/a__b/c--d:x"}
+	bad := []string{"Python", "img:", "img:tag with space", "-img", "img/", "img@sha256:xyz", "http://registry/img", "img::1"}
+	for _, img := range good {
+		if !imageRE.MatchString(img) {
+			t.Errorf("valid image %q rejected", img)
+		}
+	}
+	for _, img := range bad {
+		if imageRE.MatchString(img) {
+			t.Errorf("invalid image %q accepted", img)
+		}
+	}
+}
