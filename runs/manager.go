@@ -171,6 +171,14 @@ func (m *Manager) Submit(ctx context.Context, sub Submission) (*Run, error) {
 func (m *Manager) execute(ctx context.Context, runID string, job *Job, root string) {
 	archives, err := Package(ctx, m.cfg.Store, m.cfg.Prefix, root, job.Pipeline, PackageOptions{
 		Progress: func(p Progress) {
+			m.mu.Lock()
+			if r := m.runs[runID]; r != nil {
+				if r.Packaging == nil {
+					r.Packaging = map[string]Progress{}
+				}
+				r.Packaging[p.NodeID] = p
+			}
+			m.mu.Unlock()
 			m.cfg.Logs.Publish(runID, logstream.Event{Type: logstream.EventProgress, Step: p.NodeID, Status: p.Phase, Data: p})
 		},
 	})

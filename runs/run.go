@@ -56,6 +56,9 @@ type Run struct {
 	KFPRunID string  `json:"kfp_run_id,omitempty"`
 	RunURL   string  `json:"run_url,omitempty"`
 	Steps    []*Step `json:"steps"`
+	// Packaging reports the packaging and upload of the steps' files, per step, while the run is
+	// pending (and afterwards, as a record of what was uploaded or found unchanged).
+	Packaging map[string]Progress `json:"packaging,omitempty"`
 }
 
 // Step is the state of one step (node) of a run.
@@ -83,6 +86,12 @@ func (r *Run) step(id string) *Step {
 // clone returns a deep copy, so callers outside the manager's lock never share state with it.
 func (r *Run) clone() *Run {
 	c := *r
+	if r.Packaging != nil {
+		c.Packaging = make(map[string]Progress, len(r.Packaging))
+		for k, v := range r.Packaging {
+			c.Packaging[k] = v
+		}
+	}
 	c.Steps = make([]*Step, len(r.Steps))
 	for i, s := range r.Steps {
 		sc := *s

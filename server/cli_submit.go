@@ -155,6 +155,14 @@ func followRun(ctx context.Context, c *client, run *runs.Run, jsonOut bool, stdo
 				fmt.Fprintf(&b, "[%s] %s\n", label, l.Text)
 			}
 			stdout.Write(b.Bytes())
+		case f.Type == logstream.EventProgress && jsonOut:
+			enc.Encode(map[string]any{"type": "progress", "step": f.Step, "step_label": label, "phase": f.Status})
+		case f.Type == logstream.EventProgress && (f.Status == "done" || f.Status == "deduplicated"):
+			what := "uploaded"
+			if f.Status == "deduplicated" {
+				what = "unchanged, not uploaded again"
+			}
+			fmt.Fprintf(stderr, "packaged %q: %s\n", label, what)
 		case f.Type == logstream.EventStep && jsonOut:
 			enc.Encode(map[string]any{"type": "step", "step": f.Step, "step_label": label, "status": f.Status, "exit_code": f.ExitCode})
 		case f.Type == logstream.EventStep && runs.Terminal(f.Status):
