@@ -169,7 +169,7 @@ func (ps *parser) parse(data []byte) *Pipeline {
 	}
 
 	ad := obj(primary["app_data"])
-	if _, ok := intValue(ad["version"]); !ok && primary != nil {
+	if _, ok := intValue(ad["version"]); !ok {
 		// Elyra's editor keeps the pipeline-level app_data on pipelines[0], which is normally
 		// the primary pipeline; a file where they differ is read the editor's way.
 		if fad := obj(first["app_data"]); fad != nil {

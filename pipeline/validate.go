@@ -46,6 +46,7 @@ func Validate(p *Pipeline, root string) (issues []Issue) {
 		v.node(n, params)
 	}
 	v.labels()
+	v.outputs()
 	v.graph()
 	return v.issues
 }
@@ -427,6 +428,30 @@ func (v *validator) labels() {
 			d := nodeData(n, "label", n.Label)
 			d[DataNodeIDList] = ids
 			v.add(SeverityWarning, TypeInvalidNodeLabel, fmt.Sprintf("label %q is used by %d nodes; steps are told apart by a _N suffix", n.Label, len(ns)), d)
+		}
+	}
+}
+
+// outputs warns when two nodes declare the same output: both upload it to the same key of the
+// run directory, so which one a descendant receives depends on which finished last.
+func (v *validator) outputs() {
+	owner := map[string]*Node{}
+	for _, n := range v.p.Nodes {
+		seen := map[string]bool{}
+		for _, o := range n.Outputs {
+			key := path.Clean(o)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			first, ok := owner[key]
+			if !ok {
+				owner[key] = n
+				continue
+			}
+			d := nodeData(n, "outputs", o)
+			d[DataNodeIDList] = []string{first.ID, n.ID}
+			v.add(SeverityWarning, TypeInvalidNodeProperty, fmt.Sprintf("output %q is also produced by node %q; descendants get whichever upload came last", o, first.Label), d)
 		}
 	}
 }

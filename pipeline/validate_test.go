@@ -441,3 +441,17 @@ func TestImageReferences(t *testing.T) {
 		}
 	}
 }
+
+func TestDuplicateOutputs(t *testing.T) {
+	_, issues := load(t, "", nil,
+		gnode("a", "a.py").with("outputs", []any{"data/out.csv", "model.bin"}),
+		gnode("b", "b.py", "a").with("outputs", []any{"./data/out.csv", "other.csv"}))
+	is := findOne(t, issues, TypeInvalidNodeProperty, map[string]any{DataNodeID: "b", DataPropertyName: "outputs",
+		DataValue: "./data/out.csv", DataNodeIDList: []string{"a", "b"}})
+	if is.Severity != SeverityWarning {
+		t.Errorf("severity = %d", is.Severity)
+	}
+	if n := len(find(issues, TypeInvalidNodeProperty)); n != 1 {
+		t.Errorf("want one issue:\n%s", dump(issues))
+	}
+}
