@@ -2,73 +2,210 @@ package runner
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"hash"
 	"io"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/kfbridge/kfbridge/logstream"
 )
 
 // maxLine is the longest line kept whole; longer lines are split into pieces marked partial, so one
 // giant "line" (a progress bar without newlines) can neither exhaust memory nor stall the stream.
-const maxLine = 64 << 10
+const maxLine = logstream.MaxLine
+
+// defaultLogLimit caps the bytes of one step's log that are numbered, archived and pushed. Past it
+// the step keeps running and its output still reaches the container's stdout, but the archive and
+// viewers get one system line saying so and the manifest is marked truncated.
+const defaultLogLimit = 1 << 30
+
+// indexEvery is how many lines share one entry of the log.ndjson offset index.
+const indexEvery = 256
 
 // sink numbers lines and fans each one out, as it is produced, to every destination: the runner's
-// own stdout/stderr (what the KFP dashboard shows), the log file and the push queue. It is the one
-// place seq numbers are assigned, so every destination sees the same numbering.
+// own stdout/stderr (what the KFP dashboard shows), log.txt (raw bytes), log.ndjson (numbered
+// lines, which is also the push spool and the source of the archive segments). It is the one place
+// seq numbers are assigned, so every destination sees the same numbering. Output is buffered and
+// flushed whenever the child's pipes have nothing more to read, so a burst costs a few writes while
+// a lone line leaves at once.
 type sink struct {
 	mu      sync.Mutex
 	seq     int64
-	bytes   int64
-	stdout  io.Writer
-	stderr  io.Writer
-	logFile io.Writer // raw text, what log.txt becomes
-	ndjson  io.Writer // numbered lines, what log.ndjson becomes
-	push    func(logstream.Line)
+	bytes   int64 // raw bytes of numbered lines (log.txt's size)
+	stdout  *bufio.Writer
+	stderr  *bufio.Writer
+	logFile *bufio.Writer // raw text, what log.txt becomes
+	ndjson  *bufio.Writer // numbered lines, what log.ndjson(.gz) becomes
+	sum     hash.Hash     // sha256 of log.txt
 	now     func() time.Time
+	limit   int64
+	enc     []byte
+
+	ndOff       int64   // bytes written to ndjson
+	idx         []int64 // idx[k] = offset in ndjson of seq k*indexEvery+1
+	flushedSeq  int64
+	flushedOff  int64
+	truncated   bool
+	overflow    int64 // lines past the limit (stdout only)
+	subscribers []chan struct{}
 }
 
-// emit records one line (without its newline) from stream.
+func newSink(stdout, stderr, logFile, ndjson io.Writer, now func() time.Time, limit int64) *sink {
+	if limit <= 0 {
+		limit = defaultLogLimit
+	}
+	w := func(x io.Writer) *bufio.Writer {
+		if x == nil {
+			return nil
+		}
+		return bufio.NewWriterSize(x, 64<<10)
+	}
+	return &sink{stdout: w(stdout), stderr: w(stderr), logFile: w(logFile), ndjson: w(ndjson), sum: sha256.New(), now: now, limit: limit}
+}
+
+// subscribe returns a channel that receives a value after every flush that made new lines
+// readable in log.ndjson.
+func (s *sink) subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.subscribers = append(s.subscribers, ch)
+	s.mu.Unlock()
+	return ch
+}
+
+// emit records one line (without its newline) from stream and flushes it.
 func (s *sink) emit(stream string, raw []byte, partial bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.seq++
-	s.bytes += int64(len(raw))
-	text := string(raw)
-	if !utf8.ValidString(text) {
-		// Frames must be valid UTF-8 (JSON, websocket text); the log file keeps the raw bytes.
-		text = strings.ToValidUTF8(text, "\uFFFD")
-	}
-	l := logstream.Line{Seq: s.seq, TS: s.now().UTC(), Stream: stream, Text: text, Partial: partial}
+	s.emitLocked(stream, raw, partial)
+	s.flushLocked()
+}
+
+// write records one line like emit but leaves it buffered until the next flush.
+func (s *sink) write(stream string, raw []byte, partial bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.emitLocked(stream, raw, partial)
+}
+
+func (s *sink) emitLocked(stream string, raw []byte, partial bool) {
 	out := s.stdout
 	if stream == logstream.Stderr {
 		out = s.stderr
 	}
-	nl := "\n"
-	if partial {
-		nl = ""
-	}
 	if out != nil {
-		io.WriteString(out, string(raw)+nl)
+		out.Write(raw)
+		if !partial {
+			out.WriteByte('\n')
+		}
 	}
+	if s.truncated && stream != logstream.System {
+		s.overflow++
+		return
+	}
+	if !s.truncated && stream != logstream.System && s.bytes+int64(len(raw)) > s.limit {
+		// System lines (the step's own messages) are still numbered after this point.
+		s.emitLocked(logstream.System, []byte(fmt.Sprintf("kfbridge-step: log truncated after %d bytes; further output only goes to the container's stdout", s.bytes)), false)
+		s.truncated = true
+		s.overflow++
+		return
+	}
+	s.seq++
+	if (s.seq-1)%indexEvery == 0 {
+		s.idx = append(s.idx, s.ndOff)
+	}
+	n := int64(len(raw))
 	if s.logFile != nil {
-		io.WriteString(s.logFile, string(raw)+nl)
+		s.logFile.Write(raw)
+		s.sum.Write(raw)
+		if !partial {
+			s.logFile.WriteByte('\n')
+			s.sum.Write([]byte{'\n'})
+			n++
+		}
 	}
+	s.bytes += n
+	// The text goes to JSON as is: AppendJSON turns invalid UTF-8 into U+FFFD, so frames stay
+	// valid while log.txt keeps the raw bytes.
+	s.enc = logstream.AppendJSON(s.enc[:0], logstream.Line{Seq: s.seq, TS: s.now().UTC(), Stream: stream, Text: string(raw), Partial: partial})
+	s.enc = append(s.enc, '\n')
 	if s.ndjson != nil {
-		writeNDJSON(s.ndjson, l)
+		s.ndjson.Write(s.enc)
 	}
-	if s.push != nil {
-		s.push(l)
+	s.ndOff += int64(len(s.enc))
+}
+
+// system writes a kfbridge line (stream "system") through the same path as user output, and
+// flushes it.
+func (s *sink) system(msg string) {
+	s.mu.Lock()
+	s.emitLocked(logstream.System, []byte(msg), false)
+	s.flushLocked()
+	s.mu.Unlock()
+}
+
+// flush writes buffered output to every destination and tells subscribers.
+func (s *sink) flush() {
+	s.mu.Lock()
+	s.flushLocked()
+	s.mu.Unlock()
+}
+
+func (s *sink) flushLocked() {
+	for _, w := range []*bufio.Writer{s.stdout, s.stderr, s.logFile, s.ndjson} {
+		if w != nil {
+			w.Flush()
+		}
+	}
+	if s.flushedSeq == s.seq {
+		return
+	}
+	s.flushedSeq, s.flushedOff = s.seq, s.ndOff
+	for _, ch := range s.subscribers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// systemf writes a kfbridge line (stream "system") through the same path as user output.
-func (s *sink) system(msg string) { s.emit(logstream.System, []byte(msg), false) }
+// flushed returns the last seq readable in log.ndjson and the file's readable size.
+func (s *sink) flushed() (int64, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushedSeq, s.flushedOff
+}
 
-// lastSeq returns the seq of the last line emitted.
+// offsetOf returns the index entry at or before seq: the offset of line first, with first <= seq.
+func (s *sink) offsetOf(seq int64) (first, off int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := (seq - 1) / indexEvery
+	if k < 0 {
+		k = 0
+	}
+	if k >= int64(len(s.idx)) {
+		k = int64(len(s.idx)) - 1
+	}
+	if k < 0 {
+		return 1, 0
+	}
+	return k*indexEvery + 1, s.idx[k]
+}
+
+// end returns the step's end record (call after the last line).
+func (s *sink) end(exitCode int) logstream.End {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return logstream.End{FinalSeq: s.seq, Lines: s.seq, Bytes: s.bytes, ExitCode: exitCode,
+		SHA256: hex.EncodeToString(s.sum.Sum(nil)), Truncated: s.truncated}
+}
+
+// lastSeq returns the seq of the last line emitted and the bytes of log.txt.
 func (s *sink) lastSeq() (int64, int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,7 +213,8 @@ func (s *sink) lastSeq() (int64, int64) {
 }
 
 // pump reads r line by line and emits each line as soon as its newline arrives. "\r\n" ends a line;
-// a lone "\r" stays inside the line for the viewer to collapse.
+// a lone "\r" stays inside the line for the viewer to collapse. It flushes whenever it has read
+// everything the child wrote so far.
 func (s *sink) pump(stream string, r io.Reader) error {
 	br := bufio.NewReaderSize(r, maxLine)
 	for {
@@ -87,19 +225,24 @@ func (s *sink) pump(stream string, r io.Reader) error {
 			if n := len(line); n > 0 && line[n-1] == '\r' {
 				line = line[:n-1]
 			}
-			s.emit(stream, line, false)
+			s.write(stream, line, false)
 		case errors.Is(err, bufio.ErrBufferFull):
-			s.emit(stream, line, true)
+			s.write(stream, line, true)
 		case errors.Is(err, io.EOF):
 			if len(line) > 0 {
-				s.emit(stream, line, false)
+				s.write(stream, line, false)
 			}
+			s.flush()
 			return nil
 		default:
 			if len(line) > 0 {
-				s.emit(stream, line, false)
+				s.write(stream, line, false)
 			}
+			s.flush()
 			return err
+		}
+		if br.Buffered() == 0 {
+			s.flush()
 		}
 	}
 }

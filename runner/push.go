@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,157 +16,193 @@ import (
 	"github.com/kfbridge/kfbridge/logstream"
 )
 
-// Push timing. The pusher sends whatever is queued as soon as the previous request returns, so
+// Push timing. The pusher sends whatever is readable as soon as the previous request returns, so
 // batches grow with the output rate and an idle step's line leaves at once (no timer delay).
 const (
 	pushTimeout    = 10 * time.Second       // one request
 	pushBackoffMin = 100 * time.Millisecond // first retry after a failure
 	pushBackoffMax = 5 * time.Second
 	pushMaxBatch   = 256 << 10 // bytes of NDJSON per request
-	// pushMaxQueue bounds the lines kept for a service that does not answer; past it the oldest
-	// unsent lines are dropped from the push path (they stay in stdout and the archive, which the
-	// service falls back to).
-	pushMaxQueue = 1 << 20
+	// pushStall is how long a finished step keeps waiting for a service that makes no progress.
+	pushStall = 2 * time.Second
 )
 
-// pusher sends a step's lines to the kfbridge service. Queuing never blocks the caller: the step's
-// output path must not wait on the network.
+// pusher sends a step's lines to the kfbridge service, reading them from the sink's log.ndjson:
+// that file is the spool, so the runner can resend from any seq the service asks for (after the
+// service restarted, say) without holding lines in memory. Nothing in the step's output path
+// waits on the network.
 type pusher struct {
 	url    string // …/api/v1/runs/{run}/steps/{step}/lines
+	endURL string // …/api/v1/runs/{run}/steps/{step}/end
 	token  string
 	client *http.Client
+	src    *sink
+	file   *os.File // log.ndjson, read with ReadAt
+	wake   <-chan struct{}
 
-	mu      sync.Mutex
-	queue   []logstream.Line // lines not yet acknowledged, in seq order
-	acked   int64            // highest seq the service holds
-	wake    chan struct{}
-	closed  bool
-	dropped int64
-	lastErr error
+	mu       sync.Mutex
+	acked    int64 // highest seq the service holds, as it last told us
+	end      *logstream.End
+	endSent  bool
+	lastErr  error
+	progress time.Time // last successful request
+	closing  chan struct{}
+	done     chan struct{}
 }
 
-func newPusher(base, runID, stepID, token string) *pusher {
-	u := strings.TrimRight(base, "/") + "/api/v1/runs/" + url.PathEscape(runID) + "/steps/" + url.PathEscape(stepID) + "/lines"
-	return &pusher{url: u, token: token, client: &http.Client{Timeout: pushTimeout}, wake: make(chan struct{}, 1)}
+func newPusher(base, runID, stepID, token string, src *sink, file *os.File) *pusher {
+	u := strings.TrimRight(base, "/") + "/api/v1/runs/" + url.PathEscape(runID) + "/steps/" + url.PathEscape(stepID)
+	return &pusher{url: u + "/lines", endURL: u + "/end", token: token, src: src, file: file,
+		client: &http.Client{Timeout: pushTimeout}, wake: src.subscribe(),
+		closing: make(chan struct{}), done: make(chan struct{})}
 }
 
-// add queues a line for sending.
-func (p *pusher) add(l logstream.Line) {
-	p.mu.Lock()
-	if len(p.queue) >= pushMaxQueue {
-		p.queue = p.queue[1:]
-		p.dropped++
-	}
-	p.queue = append(p.queue, l)
-	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-// run sends queued lines until ctx is done or close was called and everything is acknowledged.
+// run sends lines until ctx is done, or finish was called and the service holds every line and
+// the end record.
 func (p *pusher) run(ctx context.Context) {
+	defer close(p.done)
 	backoff := pushBackoffMin
+	var nextSeq, nextOff int64 = 1, 0 // where the next batch starts in log.ndjson, if known
+	closing := p.closing
+	fail := func(err error) bool {
+		p.mu.Lock()
+		p.lastErr = err
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, pushBackoffMax)
+		return true
+	}
 	for {
 		p.mu.Lock()
-		batch, n := p.batch()
-		closed := p.closed
+		acked, end, endSent := p.acked, p.end, p.endSent
 		p.mu.Unlock()
-		if n == 0 {
-			if closed {
+		flushedSeq, flushedOff := p.src.flushed()
+		if acked >= flushedSeq {
+			if end != nil && acked >= end.FinalSeq {
+				if endSent {
+					return
+				}
+				if err := p.sendEnd(ctx, *end); err != nil {
+					if !fail(err) {
+						return
+					}
+					continue
+				}
+				p.mu.Lock()
+				p.endSent, p.lastErr, p.progress = true, nil, time.Now()
+				p.mu.Unlock()
 				return
 			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-p.wake:
+			case <-closing:
+				closing = nil
 			}
 			continue
 		}
-		last, err := p.send(ctx, batch)
+		if nextSeq != acked+1 {
+			// The service holds something else than we assumed (it restarted, or a retry): find
+			// acked+1 in the file through the index.
+			nextSeq, nextOff = p.src.offsetOf(acked + 1)
+		}
+		body, bodyOff, lastSeq, err := p.read(nextSeq, nextOff, acked, flushedOff)
 		if err != nil {
-			p.mu.Lock()
-			p.lastErr = err
-			p.mu.Unlock()
-			select {
-			case <-ctx.Done():
+			if !fail(err) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, pushBackoffMax)
 			continue
 		}
-		if !p.ack(last) {
-			// The service holds less than the head of our queue (it lost lines we had already
-			// dropped): it cannot make progress from this queue. Back off rather than spin.
-			select {
-			case <-ctx.Done():
+		last, err := p.send(ctx, body)
+		if err != nil {
+			if !fail(err) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, pushBackoffMax)
 			continue
 		}
 		backoff = pushBackoffMin
-	}
-}
-
-// batch encodes the head of the queue. The caller holds p.mu.
-func (p *pusher) batch() ([]byte, int) {
-	var buf bytes.Buffer
-	n := 0
-	for _, l := range p.queue {
-		if buf.Len() >= pushMaxBatch {
-			break
+		p.mu.Lock()
+		p.acked, p.lastErr, p.progress = last, nil, time.Now()
+		p.mu.Unlock()
+		if last == lastSeq {
+			nextSeq, nextOff = lastSeq+1, bodyOff+int64(len(body))
 		}
-		writeNDJSON(&buf, l)
-		n++
 	}
-	return buf.Bytes(), n
 }
 
-// ack drops every queued line the service holds. If the service holds less than we sent (it
-// restarted), the queue still has those lines only if they were never acknowledged before; lines
-// acknowledged earlier are gone from the queue and come back to the service from the archive.
-func (p *pusher) ack(last int64) (progress bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if last > p.acked {
-		p.acked = last
+// read returns the NDJSON of lines after acked, its offset in the file and its last seq. The scan
+// starts at line first (offset off); the batch holds up to pushMaxBatch bytes (at least one line)
+// of the readable size end.
+func (p *pusher) read(first, off, acked, end int64) ([]byte, int64, int64, error) {
+	n := end - off
+	if n > pushMaxBatch {
+		n = pushMaxBatch
 	}
-	i := 0
-	for i < len(p.queue) && p.queue[i].Seq <= last {
-		i++
+	for {
+		buf := make([]byte, n)
+		if _, err := p.file.ReadAt(buf, off); err != nil && err != io.EOF {
+			return nil, 0, 0, fmt.Errorf("read log spool: %w", err)
+		}
+		// Skip lines the service already holds (only after a resume from an index entry).
+		seq := first
+		start := 0
+		for seq <= acked {
+			i := bytes.IndexByte(buf[start:], '\n')
+			if i < 0 {
+				break
+			}
+			start += i + 1
+			seq++
+		}
+		cut := bytes.LastIndexByte(buf, '\n')
+		if seq > acked && cut >= start {
+			body := buf[start : cut+1]
+			return body, off + int64(start), seq - 1 + int64(bytes.Count(body, []byte{'\n'})), nil
+		}
+		if off+n >= end {
+			return nil, 0, 0, fmt.Errorf("read log spool: no complete line after seq %d", acked)
+		}
+		// A line (or the lines to skip) is longer than the window: widen it.
+		n = min(n*2, end-off)
 	}
-	p.queue = p.queue[i:]
-	if i == 0 && len(p.queue) > 0 {
-		p.lastErr = fmt.Errorf("push lines: service holds up to seq %d, queue starts at %d", last, p.queue[0].Seq)
-		return false
-	}
-	p.lastErr = nil
-	return true
 }
 
-func (p *pusher) send(ctx context.Context, body []byte) (int64, error) {
+func (p *pusher) post(ctx context.Context, u, ctype string, body []byte) (*http.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Content-Type", ctype)
 	if p.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, fmt.Errorf("push lines: %w", err)
 	}
-	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("push lines: read answer: %w", err)
+	}
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return 0, fmt.Errorf("push lines: %s: %s", resp.Status, bytes.TrimSpace(msg))
+		return nil, fmt.Errorf("push lines: %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, nil
+}
+
+func (p *pusher) send(ctx context.Context, body []byte) (int64, error) {
+	resp, err := p.post(ctx, p.url, "application/x-ndjson", body)
+	if err != nil {
+		return 0, err
 	}
 	var ack struct {
 		LastSeq int64 `json:"last_seq"`
@@ -176,27 +213,44 @@ func (p *pusher) send(ctx context.Context, body []byte) (int64, error) {
 	return ack.LastSeq, nil
 }
 
-// close stops accepting lines and waits up to grace for the queue to drain. It reports the lines
-// the service never acknowledged.
-func (p *pusher) close(done <-chan struct{}, grace time.Duration) (unsent int, err error) {
+func (p *pusher) sendEnd(ctx context.Context, e logstream.End) error {
+	b, _ := json.Marshal(e)
+	_, err := p.post(ctx, p.endURL, "application/json", b)
+	return err
+}
+
+// finish hands the pusher the step's end record and waits until the service holds every line and
+// the end, giving up once the service has made no progress for pushStall (it is unreachable: the
+// log reaches it through the archive) or after grace. It reports how many lines the service does
+// not hold.
+func (p *pusher) finish(e logstream.End, grace time.Duration) (unsent int64, err error) {
 	p.mu.Lock()
-	p.closed = true
+	p.end = &e
+	p.progress = time.Now()
 	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-	select {
-	case <-done:
-	case <-time.After(grace):
+	close(p.closing)
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.done:
+		case <-deadline.C:
+		case <-tick.C:
+			p.mu.Lock()
+			stalled := time.Since(p.progress) > pushStall
+			p.mu.Unlock()
+			if !stalled {
+				continue
+			}
+		}
+		break
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.queue) + int(p.dropped), p.lastErr
-}
-
-func writeNDJSON(w io.Writer, l logstream.Line) {
-	b, _ := json.Marshal(l)
-	b = append(b, '\n')
-	w.Write(b)
+	if p.acked >= e.FinalSeq && p.endSent {
+		return 0, nil
+	}
+	return max(e.FinalSeq-p.acked, 0), p.lastErr
 }

@@ -1,10 +1,7 @@
 package runner
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -56,19 +53,21 @@ func (s *step) run(ctx context.Context) int {
 	}
 	defer logND.Close()
 
-	s.sink = &sink{stdout: s.stdout, stderr: s.stderr, logFile: logTxt, ndjson: logND, now: s.now}
+	s.sink = newSink(s.stdout, s.stderr, logTxt, logND, s.now, 0)
+	// log.ndjson is also the push spool and the source of the archive's segments and
+	// log.ndjson.gz; both read it with ReadAt while the sink appends.
+	arch, err := newLogArchive(c, s.getenv, s.sink, logDir, logTxt, logND)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "kfbridge-step:", err)
+		return 1
+	}
+	defer arch.close()
+	go arch.run(ctx)
 	pushCtx, stopPush := context.WithCancel(context.Background())
 	defer stopPush()
-	pushDone := make(chan struct{})
 	if c.pushURL != "" && c.runID != "" {
-		s.push = newPusher(c.pushURL, c.runID, c.stepID, s.getenv("KFBRIDGE_PUSH_TOKEN"))
-		s.sink.push = s.push.add
-		go func() {
-			defer close(pushDone)
-			s.push.run(pushCtx)
-		}()
-	} else {
-		close(pushDone)
+		s.push = newPusher(c.pushURL, c.runID, c.stepID, s.getenv("KFBRIDGE_PUSH_TOKEN"), s.sink, logND)
+		go s.push.run(pushCtx)
 	}
 
 	exitCode, runErr := s.execute(ctx)
@@ -79,18 +78,27 @@ func (s *step) run(ctx context.Context) int {
 		}
 	}
 	s.sink.system(fmt.Sprintf("step %q finished with exit code %d (%s)", c.stepLabel, exitCode, s.now().Sub(started).Round(time.Millisecond)))
+	end := s.sink.end(exitCode)
 
-	// The archive is written before waiting on the push path, so a service that cannot be reached
-	// still gets the complete log through the object store.
-	if s.store != nil {
-		if err := s.archiveLog(ctx, logTxt, logND, started, exitCode, runErr); err != nil {
-			fmt.Fprintln(s.stderr, "kfbridge-step: archive log:", err)
+	// The archive and the push path finish in parallel: a service that cannot be reached still
+	// gets the complete log through the object store, and neither waits for the other.
+	archived := make(chan error, 1)
+	go func() {
+		m := manifest{RunID: c.runID, StepID: c.stepID, StepLabel: c.stepLabel, File: c.file, FinalSeq: end.FinalSeq,
+			Lines: end.Lines, Bytes: end.Bytes, SHA256: end.SHA256, Truncated: end.Truncated, ExitCode: exitCode,
+			Started: started.UTC(), Finished: s.now().UTC(), Outputs: c.outputs}
+		if runErr != nil {
+			m.Error = runErr.Error()
 		}
-	}
+		archived <- arch.finish(ctx, m)
+	}()
 	if s.push != nil {
-		if unsent, err := s.push.close(pushDone, pushGrace); unsent > 0 {
+		if unsent, err := s.push.finish(end, pushGrace); unsent > 0 || err != nil {
 			fmt.Fprintf(s.stderr, "kfbridge-step: %d lines were not pushed to the service (%v); they are in the archived log\n", unsent, err)
 		}
+	}
+	if err := <-archived; err != nil {
+		fmt.Fprintln(s.stderr, "kfbridge-step: archive log:", err)
 	}
 	return exitCode
 }
@@ -281,46 +289,4 @@ func (s *step) childEnv() []string {
 		}
 	}
 	return env
-}
-
-// archiveLog uploads log.txt, log.ndjson and manifest.json of the step. The manifest goes last: its
-// presence means the log objects are complete.
-func (s *step) archiveLog(ctx context.Context, logTxt, logND *os.File, started time.Time, code int, runErr error) error {
-	c := s.cfg
-	if c.runID == "" && c.directory == "" {
-		return nil
-	}
-	seq, nbytes := s.sink.lastSeq()
-	m := manifest{RunID: c.runID, StepID: c.stepID, StepLabel: c.stepLabel, File: c.file, FinalSeq: seq, Lines: seq,
-		Bytes: nbytes, ExitCode: code, Started: started.UTC(), Finished: s.now().UTC(), Outputs: c.outputs}
-	if runErr != nil {
-		m.Error = runErr.Error()
-	}
-	// Use a fresh context: the log must be archived even when the step was cancelled.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-	defer cancel()
-	h := sha256.New()
-	for _, f := range []struct {
-		file *os.File
-		name string
-		hash bool
-	}{{logTxt, "log.txt", true}, {logND, "log.ndjson", false}} {
-		if _, err := f.file.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		fi, err := f.file.Stat()
-		if err != nil {
-			return err
-		}
-		var r io.Reader = f.file
-		if f.hash {
-			r = io.TeeReader(f.file, h)
-		}
-		if err := s.store.Put(ctx, storage.StepKey(c.directory, c.stepID, f.name), r, fi.Size()); err != nil {
-			return err
-		}
-	}
-	m.SHA256 = hex.EncodeToString(h.Sum(nil))
-	b := marshalManifest(m)
-	return s.store.Put(ctx, storage.StepKey(c.directory, c.stepID, "manifest.json"), bytes.NewReader(b), int64(len(b)))
 }

@@ -1,0 +1,202 @@
+package runner
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kfbridge/kfbridge/logstream"
+	"github.com/kfbridge/kfbridge/storage"
+)
+
+// Segment cadence: a segment is uploaded every segmentEvery, or sooner once segmentBytes are
+// waiting, so a service that cannot receive pushes can tail the log from the object store about a
+// second behind. One segment holds at most segmentMax bytes.
+const (
+	segmentEvery = time.Second
+	segmentBytes = 256 << 10
+	segmentMax   = 4 << 20
+)
+
+// logArchive writes a step's log to the object store: NDJSON segments while the step runs, then
+// log.txt, log.ndjson.gz and manifest.json (last: its presence means the others are complete).
+// log.ndjson.gz is compressed as the step runs, so the end of a long step costs only uploads.
+// It opens its own store client so it never shares state with the step's file transfers.
+type logArchive struct {
+	cfg    *config
+	getenv func(string) string
+	src    *sink
+	nd     *os.File // log.ndjson, read with ReadAt
+	txt    *os.File // log.txt
+	gzPath string
+	wake   <-chan struct{}
+
+	store  storage.Store
+	gzFile *os.File
+	gz     *gzip.Writer
+	gzOff  int64
+	segSeq int64 // last seq uploaded in a segment
+	segOff int64 // offset in log.ndjson after it
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func newLogArchive(cfg *config, getenv func(string) string, src *sink, dir string, txt, nd *os.File) (*logArchive, error) {
+	a := &logArchive{cfg: cfg, getenv: getenv, src: src, txt: txt, nd: nd, gzPath: dir + "/log.ndjson.gz",
+		wake: src.subscribe(), stop: make(chan struct{}), done: make(chan struct{})}
+	f, err := os.Create(a.gzPath)
+	if err != nil {
+		return nil, fmt.Errorf("create log archive: %w", err)
+	}
+	a.gzFile = f
+	a.gz, _ = gzip.NewWriterLevel(f, gzip.BestSpeed)
+	return a, nil
+}
+
+func (a *logArchive) key(name string) string {
+	return storage.StepKey(a.cfg.directory, a.cfg.stepID, name)
+}
+
+func (a *logArchive) openStore(ctx context.Context) storage.Store {
+	if a.store == nil {
+		a.store, _ = a.cfg.openStore(ctx, a.getenv)
+	}
+	return a.store
+}
+
+// run compresses and uploads segments until stop is closed.
+func (a *logArchive) run(ctx context.Context) {
+	defer close(a.done)
+	tick := time.NewTicker(segmentEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.cycle(ctx)
+		case <-a.wake:
+			if _, off := a.src.flushed(); off-a.segOff >= segmentBytes {
+				a.cycle(ctx)
+			}
+		}
+	}
+}
+
+// cycle feeds new lines to the compressor and uploads them as segments.
+func (a *logArchive) cycle(ctx context.Context) {
+	_, end := a.src.flushed()
+	a.compress(end)
+	store := a.openStore(ctx)
+	if store == nil {
+		return
+	}
+	for a.segOff < end {
+		n := min(end-a.segOff, segmentMax)
+		buf := make([]byte, n)
+		if _, err := a.nd.ReadAt(buf, a.segOff); err != nil && err != io.EOF {
+			return
+		}
+		cut := bytes.LastIndexByte(buf, '\n')
+		if cut < 0 {
+			return
+		}
+		buf = buf[:cut+1]
+		lines := int64(bytes.Count(buf, []byte{'\n'}))
+		name := logstream.SegmentName(a.segSeq+1, a.segSeq+lines)
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := store.Put(uctx, a.key(name), bytes.NewReader(buf), int64(len(buf)))
+		cancel()
+		if err != nil {
+			// The store is unreachable for now: the next cycle retries from the same place, with
+			// a bigger segment.
+			return
+		}
+		a.segSeq += lines
+		a.segOff += int64(len(buf))
+	}
+}
+
+// compress feeds log.ndjson up to end into log.ndjson.gz.
+func (a *logArchive) compress(end int64) {
+	for a.gzOff < end {
+		n := min(end-a.gzOff, 1<<20)
+		buf := make([]byte, n)
+		if _, err := a.nd.ReadAt(buf, a.gzOff); err != nil && err != io.EOF {
+			return
+		}
+		a.gz.Write(buf)
+		a.gzOff += n
+	}
+}
+
+// finish stops the segment loop and uploads the final objects. The log must be archived even when
+// the step was cancelled, so it uses its own deadline rather than the step's context.
+func (a *logArchive) finish(ctx context.Context, m manifest) error {
+	a.once.Do(func() { close(a.stop) })
+	<-a.done
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	_, end := a.src.flushed()
+	a.compress(end)
+	if err := a.gz.Close(); err != nil {
+		return fmt.Errorf("compress log: %w", err)
+	}
+	store := a.openStore(ctx)
+	if store == nil {
+		var err error
+		if store, err = a.cfg.openStore(ctx, a.getenv); err != nil {
+			return fmt.Errorf("open object store: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		file *os.File
+		name string
+	}{{a.txt, logstream.LogTextName}, {a.gzFile, logstream.LogNDJSONName}} {
+		if _, err := f.file.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		fi, err := f.file.Stat()
+		if err != nil {
+			return err
+		}
+		if err := store.Put(ctx, a.key(f.name), f.file, fi.Size()); err != nil {
+			return fmt.Errorf("upload %s: %w", f.name, err)
+		}
+	}
+	b := marshalManifest(m)
+	if err := store.Put(ctx, a.key(logstream.ManifestName), bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("upload %s: %w", logstream.ManifestName, err)
+	}
+	// The segments are redundant once the manifest is there; a store that can delete drops them.
+	if d, ok := store.(interface {
+		Delete(ctx context.Context, key string) error
+	}); ok {
+		infos, err := store.List(ctx, a.key(logstream.SegmentsDir)+"/")
+		if err == nil {
+			for _, in := range infos {
+				if strings.HasSuffix(path.Base(in.Key), ".ndjson") {
+					d.Delete(ctx, in.Key)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// close releases the compressed file.
+func (a *logArchive) close() {
+	a.once.Do(func() { close(a.stop) })
+	a.gzFile.Close()
+}
