@@ -64,6 +64,9 @@ type RetryPolicy struct {
 	// A ±20% jitter spreads clients that failed together.
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
+	// LookupDelay is the least wait before looking up the outcome of an ambiguous create (the
+	// server may still be processing it); default 1s.
+	LookupDelay time.Duration
 }
 
 // MaxUploadBytes is KFP's upload cap (the server reads at most 32 MiB of the file part).
@@ -112,6 +115,9 @@ func New(baseURL string, opts Options) (*Client, error) {
 	}
 	if opts.Retry.MaxBackoff <= 0 {
 		opts.Retry.MaxBackoff = 4 * time.Second
+	}
+	if opts.Retry.LookupDelay <= 0 {
+		opts.Retry.LookupDelay = time.Second
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "kfbridge"
@@ -400,6 +406,45 @@ func (c *Client) GetRunStatus(ctx context.Context, runID string) (*RunStatus, er
 	return &d.Status, nil
 }
 
+// FindRun returns the newest run with exactly this name (in the experiment if given, else in the
+// user namespace when multi-user); ErrNotFound if there is none. Useful to make a submit
+// idempotent across restarts of the caller.
+func (c *Client) FindRun(ctx context.Context, name, experimentID string) (*Run, error) {
+	runs, _, err := c.ListRuns(ctx, ListRunsRequest{ExperimentID: experimentID, Name: name, PageSize: 10, SortBy: "created_at desc"})
+	if err != nil {
+		return nil, err
+	}
+	for i := range runs {
+		if runs[i].Name == name {
+			return &runs[i], nil
+		}
+	}
+	return nil, &APIError{Op: "find run", Method: http.MethodGet, Endpoint: c.base.String(), Kind: ErrNotFound, Message: fmt.Sprintf("no run named %q", name)}
+}
+
+// Verify checks that the endpoint is KFP, the credentials work and, on a multi-user server, that
+// the user namespace can be read (Elyra lists one experiment for the same purpose). It returns
+// the healthz answer.
+func (c *Client) Verify(ctx context.Context) (Healthz, error) {
+	h, err := c.Healthz(ctx)
+	if err != nil {
+		return h, err
+	}
+	a, err := c.api(ctx)
+	if err != nil {
+		return h, err
+	}
+	ns, err := c.namespace(ctx, "verify")
+	if err != nil {
+		return h, err
+	}
+	// Any experiment name will do: the list itself is what needs auth and namespace access.
+	if _, err := a.findExperiment(ctx, "kfbridge-verify", ns); err != nil && !errors.Is(err, ErrNotFound) {
+		return h, err
+	}
+	return h, nil
+}
+
 // ListRuns lists runs (of an experiment, or of the user namespace in multi-user mode) and
 // returns the next page token ("" on the last page).
 func (c *Client) ListRuns(ctx context.Context, r ListRunsRequest) ([]Run, string, error) {
@@ -521,7 +566,7 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 	attempts := 0
 	for attempts < max {
 		if attempts > 0 && last != nil {
-			if err := c.sleep(ctx, attempts); err != nil {
+			if err := c.sleep(ctx, attempts, needLookup); err != nil {
 				return c.ctxError(cl, err, attempts, last)
 			}
 		}
@@ -620,12 +665,15 @@ func (c *Client) ctxError(cl *call, err error, attempts int, last *APIError) err
 	return &APIError{Op: cl.op, Method: cl.method, Endpoint: c.endpoint(cl), Kind: ErrUpstream, Cause: err, Attempts: attempts, Message: msg}
 }
 
-func (c *Client) sleep(ctx context.Context, retry int) error {
+func (c *Client) sleep(ctx context.Context, retry int, beforeLookup bool) error {
 	d := c.opts.Retry.InitialBackoff << (retry - 1)
 	if d > c.opts.Retry.MaxBackoff || d <= 0 {
 		d = c.opts.Retry.MaxBackoff
 	}
 	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	if beforeLookup && d < c.opts.Retry.LookupDelay {
+		d = c.opts.Retry.LookupDelay
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -88,7 +88,7 @@ func inlineRun(t *testing.T, version string, r *kfp.RunRequest) {
 }
 
 // fastRetry keeps retry tests quick while still exercising the backoff path.
-var fastRetry = kfp.RetryPolicy{MaxAttempts: 4, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+var fastRetry = kfp.RetryPolicy{MaxAttempts: 4, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, LookupDelay: 10 * time.Millisecond}
 
 func newClient(t *testing.T, base string, opts kfp.Options) *kfp.Client {
 	t.Helper()

@@ -208,3 +208,63 @@ func TestUploadAmbiguousFailureNoDuplicate(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateRunLateServerNoDuplicate: the client times out while KFP is still creating the run.
+// The look-up waits LookupDelay, so it sees the run the slow server created and does not send
+// the create again.
+func TestCreateRunLateServerNoDuplicate(t *testing.T) {
+	for _, v := range versions() {
+		s := kfptest.NewServer(t, kfptest.Options{})
+		s.InjectFault(kfptest.Fault{Method: "POST", Path: "/apis/" + v + "/runs", Delay: 150 * time.Millisecond, Detached: true})
+		retry := fastRetry
+		retry.LookupDelay = 400 * time.Millisecond
+		c := newClient(t, s.URL, kfp.Options{APIVersion: v, RequestTimeout: 50 * time.Millisecond, Retry: retry})
+		rr := kfp.RunRequest{Name: "late-create"}
+		inlineRun(t, v, &rr)
+		start := time.Now()
+		run, err := c.CreateRun(context.Background(), rr)
+		if err != nil {
+			t.Fatalf("%s create run: %v", v, err)
+		}
+		// Let the slow first request finish on the server before counting.
+		time.Sleep(time.Until(start.Add(300 * time.Millisecond)))
+		runs := s.Runs()
+		if len(runs) != 1 || runs[0].ID != run.ID {
+			t.Fatalf("%s: fake has %d runs; client got %s", v, len(runs), run.ID)
+		}
+	}
+}
+
+func TestFindRunAndVerify(t *testing.T) {
+	for _, v := range versions() {
+		s := kfptest.NewServer(t, kfptest.Options{MultiUser: true})
+		c := newClient(t, s.URL, kfp.Options{APIVersion: v, Namespace: "alice"})
+		ctx := context.Background()
+		h, err := c.Verify(ctx)
+		if err != nil || !h.MultiUser {
+			t.Fatalf("%s verify: %+v %v", v, h, err)
+		}
+		e, err := c.EnsureExperiment(ctx, "exp", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.FindRun(ctx, "r1", e.ID); !errors.Is(err, kfp.ErrNotFound) {
+			t.Fatalf("%s find missing run: %v", v, err)
+		}
+		rr := kfp.RunRequest{Name: "r1", ExperimentID: e.ID}
+		inlineRun(t, v, &rr)
+		run, err := c.CreateRun(ctx, rr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.FindRun(ctx, "r1", "")
+		if err != nil || got.ID != run.ID {
+			t.Fatalf("%s find run in namespace: %+v %v", v, got, err)
+		}
+		// Verify without a namespace on a multi-user server names the missing setting.
+		c2 := newClient(t, s.URL, kfp.Options{APIVersion: v})
+		if _, err := c2.Verify(ctx); !errors.Is(err, kfp.ErrInvalid) || !strings.Contains(err.Error(), "user_namespace") {
+			t.Fatalf("%s verify without namespace: %v", v, err)
+		}
+	}
+}

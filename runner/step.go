@@ -29,6 +29,9 @@ type step struct {
 	store storage.Store
 	sink  *sink
 	push  *pusher
+
+	// nb is set by notebookCommand for a notebook node (notebook.go); nil otherwise.
+	nb *notebookRun
 }
 
 func (s *step) run(ctx context.Context) int {
@@ -130,6 +133,9 @@ func (s *step) execute(ctx context.Context) (int, error) {
 	}
 
 	code, err := s.runFile(ctx, wd)
+	// The executed notebook and KFP visualizations are collected whatever the outcome; fileErr is
+	// the file's own failure (notebook.go, metrics.go), reported after the outputs upload.
+	fileErr := s.collectResults(ctx, wd, code, err)
 	if err != nil {
 		return code, err
 	}
@@ -141,7 +147,7 @@ func (s *step) execute(ctx context.Context) (int, error) {
 		}
 		s.sink.system("kfbridge-step: " + upErr.Error())
 	}
-	return code, nil
+	return code, fileErr
 }
 
 func (s *step) fetchArchive(ctx context.Context, key, wd string) error {
@@ -199,6 +205,7 @@ func (s *step) runFile(ctx context.Context, wd string) (int, error) {
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
 	if err := cmd.Start(); err != nil {
+		s.nb.started(s.sink, err)
 		outR.Close()
 		outW.Close()
 		errR.Close()
@@ -209,6 +216,8 @@ func (s *step) runFile(ctx context.Context, wd string) (int, error) {
 	// when the child (and anything it spawned that kept the pipes) exits.
 	outW.Close()
 	errW.Close()
+	// The notebook driver's framed output: cell markers and kernel output, in order (notebook.go).
+	framesDone := s.nb.started(s.sink, nil)
 
 	pumped := make(chan struct{}, 2)
 	go func() { s.sink.pump(logstream.Stdout, outR); outR.Close(); pumped <- struct{}{} }()
@@ -218,7 +227,7 @@ func (s *step) runFile(ctx context.Context, wd string) (int, error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	waitErr := make(chan error, 1)
-	go func() { <-pumped; <-pumped; waitErr <- cmd.Wait() }()
+	go func() { <-pumped; <-pumped; framesDone(); waitErr <- cmd.Wait() }()
 	pgid := cmd.Process.Pid
 	for {
 		select {

@@ -67,6 +67,9 @@ type Fault struct {
 	Delay time.Duration
 	// Drop closes the connection without an answer.
 	Drop bool
+	// Detached makes a before-handling Delay ignore the client going away: the server still
+	// processes the request late, like a slow KFP whose client timed out.
+	Detached bool
 	// AfterHandle processes the request first (its effects happen) and only then fails it: the
 	// ambiguous failure that must not make a client create twice.
 	AfterHandle bool
@@ -353,8 +356,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	fault := s.takeFault(r.Method, apiPath)
-	if fault != nil && !fault.AfterHandle && !sleepCtx(r.Context(), fault.Delay) {
-		return
+	if fault != nil && !fault.AfterHandle {
+		if fault.Detached {
+			time.Sleep(fault.Delay)
+		} else if !sleepCtx(r.Context(), fault.Delay) {
+			return
+		}
 	}
 	if fault != nil && !fault.AfterHandle {
 		if fault.Drop {
