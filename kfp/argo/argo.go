@@ -5,6 +5,7 @@
 package argo
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -50,11 +51,11 @@ const (
 // for equal inputs and Options.Clock. Errors wrap compile.ErrInvalid when p or opts cannot be
 // compiled.
 func Compile(p *pipeline.Pipeline, opts compile.Options) ([]byte, error) {
-	wf, err := build(p, opts)
+	wf, hint, err := build(p, opts)
 	if err != nil {
 		return nil, err
 	}
-	js, err := compile.JSON(wf)
+	js, err := compile.JSON(wf, hint)
 	if err != nil {
 		return nil, fmt.Errorf("argo: compile: encode workflow: %w", err)
 	}
@@ -68,20 +69,20 @@ func Compile(p *pipeline.Pipeline, opts compile.Options) ([]byte, error) {
 	return out, nil
 }
 
-func build(p *pipeline.Pipeline, opts compile.Options) (*workflow, error) {
+func build(p *pipeline.Pipeline, opts compile.Options) (*workflow, int, error) {
 	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("argo: %w", err)
+		return nil, 0, fmt.Errorf("argo: %w", err)
 	}
 	if opts.RunnerImage == "" {
-		return nil, fmt.Errorf("argo: compile: options: runner image is empty: %w", compile.ErrInvalid)
+		return nil, 0, fmt.Errorf("argo: compile: options: runner image is empty: %w", compile.ErrInvalid)
 	}
 	if p == nil {
-		return nil, fmt.Errorf("argo: compile: nil pipeline: %w", compile.ErrInvalid)
+		return nil, 0, fmt.Errorf("argo: compile: nil pipeline: %w", compile.ErrInvalid)
 	}
 	entry := compile.DNSLabel(p.Name, 50, "pipeline")
 	plan, err := compile.NewPlan(p, entry)
 	if err != nil {
-		return nil, fmt.Errorf("argo: %w", err)
+		return nil, 0, fmt.Errorf("argo: %w", err)
 	}
 	sdk := opts.SDKVersion
 	if sdk == "" {
@@ -164,7 +165,7 @@ func build(p *pipeline.Pipeline, opts compile.Options) (*workflow, error) {
 	for _, name := range sortedKeys(pullSecrets) {
 		wf.Spec.ImagePullSecrets = append(wf.Spec.ImagePullSecrets, localObjRef{Name: name})
 	}
-	return wf, nil
+	return wf, plan.SizeHint(), nil
 }
 
 // stepTemplate is the container template of one node.
@@ -358,18 +359,18 @@ func sortedKeys(m map[string]bool) []string {
 // on unresolvable ones, so a "{{" in a file name, env value or comment would otherwise break the
 // upload with a confusing message, or worse, be silently replaced.
 func checkExpressions(js []byte, p *pipeline.Pipeline) error {
-	s := string(js)
+	s := js
 	for {
-		i := strings.Index(s, "{{")
+		i := bytes.Index(s, []byte("{{"))
 		if i < 0 {
 			return nil
 		}
 		s = s[i:]
-		j := strings.Index(s, "}}")
+		j := bytes.Index(s, []byte("}}"))
 		if j < 0 {
-			return fmt.Errorf("argo: compile: unterminated %q in pipeline %q: Argo would try to resolve it as an expression: %w", truncate(s, 40), p.Name, compile.ErrInvalid)
+			return fmt.Errorf("argo: compile: unterminated %q in pipeline %q: Argo would try to resolve it as an expression: %w", truncate(string(s), 40), p.Name, compile.ErrInvalid)
 		}
-		expr := s[2:j]
+		expr := string(s[2:j])
 		if !allowedExpr(expr, p) {
 			return fmt.Errorf("argo: compile: pipeline %q contains %q, which Argo would try to resolve as an expression: %w", p.Name, "{{"+expr+"}}", compile.ErrInvalid)
 		}

@@ -67,6 +67,19 @@ type Step struct {
 	Params []pipeline.Parameter
 }
 
+// SizeHint estimates the bytes of a compiled document for the plan: a fixed share per step plus
+// the file lists that grow with the pipeline's depth.
+func (pl *Plan) SizeHint() int {
+	n := 0
+	for _, s := range pl.Steps {
+		n += 3072
+		for _, in := range s.Inputs {
+			n += len(in) + 1
+		}
+	}
+	return n
+}
+
 // Step returns the step of the node with the given ID, or nil.
 func (pl *Plan) Step(nodeID string) *Step { return pl.byID[nodeID] }
 

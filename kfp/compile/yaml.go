@@ -10,9 +10,11 @@ import (
 )
 
 // JSON encodes v as compact JSON without HTML escaping (which would only turn the '&' of
-// presigned URLs into \u0026), ready for YAML.
-func JSON(v any) ([]byte, error) {
+// presigned URLs into \u0026), ready for YAML. sizeHint pre-sizes the buffer (0 for none), which
+// saves the buffer's repeated doubling on multi-megabyte documents.
+func JSON(v any, sizeHint int) ([]byte, error) {
 	var buf bytes.Buffer
+	buf.Grow(sizeHint)
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
@@ -30,7 +32,12 @@ func JSON(v any) ([]byte, error) {
 // a string; multi-line strings become literal blocks; everything else is a double-quoted scalar,
 // for which the JSON string token itself is valid YAML.
 func YAML(js []byte) ([]byte, error) {
-	t := transcoder{in: js, out: make([]byte, 0, len(js)+len(js)/2)}
+	return AppendYAML(make([]byte, 0, len(js)+len(js)/8), js)
+}
+
+// AppendYAML appends the YAML transcoding of js (see YAML) to dst.
+func AppendYAML(dst, js []byte) ([]byte, error) {
+	t := transcoder{in: js, out: dst}
 	t.skipSpace()
 	if err := t.value(0, ctxTop); err != nil {
 		return nil, err
@@ -39,7 +46,7 @@ func YAML(js []byte) ([]byte, error) {
 	if t.pos != len(t.in) {
 		return nil, fmt.Errorf("yaml: trailing data at offset %d", t.pos)
 	}
-	if n := len(t.out); n == 0 || t.out[n-1] != '\n' {
+	if n := len(t.out); n == len(dst) || t.out[n-1] != '\n' {
 		t.out = append(t.out, '\n')
 	}
 	return t.out, nil
@@ -54,9 +61,16 @@ const (
 )
 
 type transcoder struct {
-	in  []byte
-	pos int
-	out []byte
+	in    []byte
+	pos   int
+	out   []byte
+	cache map[string]rendered
+}
+
+// rendered is the YAML written for one escaped string token at one indentation.
+type rendered struct {
+	indent int
+	out    []byte
 }
 
 func (t *transcoder) skipSpace() {
@@ -91,15 +105,39 @@ func (t *transcoder) value(indent int, ctx yctx) error {
 		if ctx != ctxTop {
 			t.out = append(t.out, ' ')
 		}
-		if !escaped && plainSafe(content) {
-			t.out = append(t.out, content...)
+		if !escaped {
+			// Without escapes the string has no newline, so it is plain or double-quoted; the
+			// token itself is the quoted form unless it holds a rune YAML needs escaped.
+			switch {
+			case plainSafe(content):
+				t.out = append(t.out, content...)
+			case asciiPrintable(content):
+				t.out = append(t.out, tok...)
+			default:
+				t.quoted(tok, string(content))
+			}
 			return nil
+		}
+		// Escaped strings (multi-line scripts above all) often repeat verbatim, once per step;
+		// their rendering is reused rather than decoded again.
+		if len(tok) >= 64 {
+			if c, ok := t.cache[string(tok)]; ok && c.indent == indent {
+				t.out = append(t.out, c.out...)
+				return nil
+			}
 		}
 		s, err := stringValue(tok, content, escaped)
 		if err != nil {
 			return err
 		}
+		mark := len(t.out)
 		t.scalar(tok, s, indent)
+		if len(tok) >= 64 {
+			if t.cache == nil {
+				t.cache = map[string]rendered{}
+			}
+			t.cache[string(tok)] = rendered{indent: indent, out: t.out[mark:len(t.out):len(t.out)]}
+		}
 		return nil
 	default:
 		start := t.pos
@@ -243,21 +281,21 @@ func (t *transcoder) emptyCollection() bool {
 // the quotes, and whether the content has escapes (and so differs from the string's value).
 func (t *transcoder) str() (tok, content []byte, escaped bool, err error) {
 	start := t.pos
-	t.pos++
-	for t.pos < len(t.in) {
-		switch t.in[t.pos] {
-		case '\\':
-			escaped = true
-			t.pos += 2
-			continue
-		case '"':
-			t.pos++
-			tok = t.in[start:t.pos]
-			return tok, tok[1 : len(tok)-1], escaped, nil
+	i := start + 1
+	for {
+		j := bytes.IndexByte(t.in[i:], '"')
+		if j < 0 {
+			return nil, nil, false, fmt.Errorf("yaml: unterminated string at offset %d", start)
 		}
-		t.pos++
+		if k := bytes.IndexByte(t.in[i:i+j], '\\'); k >= 0 {
+			escaped = true
+			i += k + 2 // skip the escaped character, which may be a quote
+			continue
+		}
+		t.pos = i + j + 1
+		tok = t.in[start:t.pos]
+		return tok, tok[1 : len(tok)-1], escaped, nil
 	}
-	return nil, nil, false, fmt.Errorf("yaml: unterminated string at offset %d", start)
 }
 
 // stringValue decodes the value of a string token read by str.
@@ -318,6 +356,16 @@ func (t *transcoder) quoted(tok []byte, s string) {
 		}
 	}
 	t.out = append(t.out, '"')
+}
+
+// asciiPrintable reports whether b has only bytes 0x20-0x7e.
+func asciiPrintable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func yamlUnsafeRune(r rune) bool {

@@ -6,7 +6,6 @@
 package ir
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -71,42 +70,43 @@ exec "$b" "$@"
 // Output is deterministic for equal inputs. Errors wrap compile.ErrInvalid when p or opts cannot
 // be compiled.
 func Compile(p *pipeline.Pipeline, opts compile.Options) ([]byte, error) {
-	spec, platform, err := build(p, opts)
+	spec, platform, hint, err := build(p, opts)
 	if err != nil {
 		return nil, err
 	}
-	var out bytes.Buffer
-	for i, doc := range []any{spec, platform} {
-		js, err := compile.JSON(doc)
-		if err != nil {
-			return nil, fmt.Errorf("ir: compile: encode document %d: %w", i+1, err)
-		}
-		y, err := compile.YAML(js)
-		if err != nil {
-			return nil, fmt.Errorf("ir: compile: encode yaml document %d: %w", i+1, err)
-		}
-		if i > 0 {
-			out.WriteString("---\n")
-		}
-		out.Write(y)
+	specJSON, err := compile.JSON(spec, hint)
+	if err != nil {
+		return nil, fmt.Errorf("ir: compile: encode pipeline spec: %w", err)
 	}
-	return out.Bytes(), nil
+	platJSON, err := compile.JSON(platform, hint/4)
+	if err != nil {
+		return nil, fmt.Errorf("ir: compile: encode platform spec: %w", err)
+	}
+	out := make([]byte, 0, len(specJSON)+len(platJSON)+len(specJSON)/8)
+	if out, err = compile.AppendYAML(out, specJSON); err != nil {
+		return nil, fmt.Errorf("ir: compile: pipeline spec yaml: %w", err)
+	}
+	out = append(out, "---\n"...)
+	if out, err = compile.AppendYAML(out, platJSON); err != nil {
+		return nil, fmt.Errorf("ir: compile: platform spec yaml: %w", err)
+	}
+	return out, nil
 }
 
-func build(p *pipeline.Pipeline, opts compile.Options) (*pipelineSpec, *platformSpec, error) {
+func build(p *pipeline.Pipeline, opts compile.Options) (*pipelineSpec, *platformSpec, int, error) {
 	if err := opts.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("ir: %w", err)
+		return nil, nil, 0, fmt.Errorf("ir: %w", err)
 	}
 	if opts.RunnerURL == "" || !validSHA256(opts.RunnerSHA256) {
-		return nil, nil, fmt.Errorf("ir: compile: options: runner URL and a hex sha256 of the runner are required: %w", compile.ErrInvalid)
+		return nil, nil, 0, fmt.Errorf("ir: compile: options: runner URL and a hex sha256 of the runner are required: %w", compile.ErrInvalid)
 	}
 	plan, err := compile.NewPlan(p)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ir: %w", err)
+		return nil, nil, 0, fmt.Errorf("ir: %w", err)
 	}
 	for _, prm := range p.Parameters {
 		if prm.Name == RunIDParam {
-			return nil, nil, fmt.Errorf("ir: compile: pipeline parameter name %q is reserved by kfbridge: %w", RunIDParam, compile.ErrInvalid)
+			return nil, nil, 0, fmt.Errorf("ir: compile: pipeline parameter name %q is reserved by kfbridge: %w", RunIDParam, compile.ErrInvalid)
 		}
 	}
 	sdk := opts.SDKVersion
@@ -176,7 +176,7 @@ func build(p *pipeline.Pipeline, opts compile.Options) (*pipelineSpec, *platform
 		spec.DeploymentSpec.Executors[execName] = &executorSpec{Container: containerOf(plan, s, opts, runID)}
 		executors[execName] = k8sConfigOf(plan, s, opts)
 	}
-	return spec, platform, nil
+	return spec, platform, plan.SizeHint(), nil
 }
 
 func containerOf(plan *compile.Plan, s *compile.Step, opts compile.Options, runID string) containerSpec {

@@ -440,6 +440,7 @@ func BenchmarkCompile1000(b *testing.B) {
 	opts := compiletest.Options()
 	b.ReportAllocs()
 	var size int
+	cpu := compiletest.CPUTime()
 	for b.Loop() {
 		out, err := ir.Compile(p, opts)
 		if err != nil {
@@ -447,7 +448,8 @@ func BenchmarkCompile1000(b *testing.B) {
 		}
 		size = len(out)
 	}
-	b.ReportMetric(float64(size), "bytes/op-output")
+	compiletest.ReportCPU(b, cpu)
+	b.ReportMetric(float64(size), "output-bytes")
 }
 
 func flagValue(args []string, flag string) string {
