@@ -278,6 +278,51 @@ func (c *Client) UploadPipeline(ctx context.Context, r UploadRequest) (*Pipeline
 	return a.uploadPipeline(ctx, r)
 }
 
+// PublishRequest is a compiled pipeline to publish with PublishPipeline.
+type PublishRequest struct {
+	// Name of the pipeline.
+	Name string
+	// VersionName names the version added when the pipeline exists already (Elyra uses
+	// "<name>-<timestamp>"); a new pipeline's first version is named after the pipeline.
+	VersionName string
+	Description string
+	Content     []byte
+	// Namespace for a private pipeline (v2 only); empty means shared.
+	Namespace string
+}
+
+// PublishPipeline uploads the package as a new pipeline, or as a new version of the pipeline of
+// that name when it exists, which is what Elyra does on every submit. A concurrent publisher of
+// the same new name is tolerated (the conflict turns into a version upload).
+func (c *Client) PublishPipeline(ctx context.Context, r PublishRequest) (*Pipeline, *PipelineVersion, error) {
+	if r.VersionName == "" {
+		return nil, nil, invalid("publish pipeline", c.base.String(), "version name is required")
+	}
+	addVersion := func(p *Pipeline) (*Pipeline, *PipelineVersion, error) {
+		v, err := c.UploadPipelineVersion(ctx, p.ID, UploadRequest{Name: r.VersionName, Description: r.Description, Content: r.Content})
+		if err != nil {
+			return nil, nil, err
+		}
+		p.DefaultVersionID = v.ID
+		return p, v, nil
+	}
+	p, err := c.FindPipeline(ctx, r.Name, r.Namespace)
+	switch {
+	case err == nil:
+		return addVersion(p)
+	case !errors.Is(err, ErrNotFound):
+		return nil, nil, err
+	}
+	p, v, err := c.UploadPipeline(ctx, UploadRequest{Name: r.Name, Description: r.Description, Content: r.Content, Namespace: r.Namespace})
+	if errors.Is(err, ErrConflict) {
+		if p, err = c.FindPipeline(ctx, r.Name, r.Namespace); err != nil {
+			return nil, nil, err
+		}
+		return addVersion(p)
+	}
+	return p, v, err
+}
+
 // UploadPipelineVersion uploads a new version of an existing pipeline.
 func (c *Client) UploadPipelineVersion(ctx context.Context, pipelineID string, r UploadRequest) (*PipelineVersion, error) {
 	if err := checkUpload("upload pipeline version", c.base.String(), &r); err != nil {
@@ -593,6 +638,12 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 		if errors.As(res.err, &ae) {
 			var inner *APIError
 			if errors.As(ae.error, &inner) {
+				if errors.Is(inner, ErrUpstream) && ctx.Err() == nil {
+					// The login endpoint was unreachable: as transient as the API itself.
+					inner.Attempts = attempts
+					last = inner
+					continue
+				}
 				return inner
 			}
 			return &APIError{Op: cl.op, Method: cl.method, Endpoint: c.endpoint(cl), Kind: ErrUnauthorized, Cause: ae.error,

@@ -286,3 +286,38 @@ func TestMultiUserNeedsNamespace(t *testing.T) {
 		}
 	}
 }
+
+func TestPublishPipeline(t *testing.T) {
+	for _, v := range versions() {
+		t.Run(v, func(t *testing.T) {
+			s := kfptest.NewServer(t, kfptest.Options{})
+			c := newClient(t, s.URL, kfp.Options{APIVersion: v})
+			ctx := context.Background()
+			p1, v1, err := c.PublishPipeline(ctx, kfp.PublishRequest{Name: "pub", VersionName: "pub-1", Content: pkg(v)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v1.Name != "pub" || p1.DefaultVersionID != v1.ID {
+				t.Fatalf("first publish: %+v %+v", p1, v1)
+			}
+			p2, v2, err := c.PublishPipeline(ctx, kfp.PublishRequest{Name: "pub", VersionName: "pub-2", Content: pkg(v)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p2.ID != p1.ID || v2.Name != "pub-2" || v2.ID == v1.ID || p2.DefaultVersionID != v2.ID {
+				t.Fatalf("second publish: %+v %+v", p2, v2)
+			}
+			if s.PipelineCount() != 1 || s.VersionCount() != 2 {
+				t.Fatalf("pipelines=%d versions=%d", s.PipelineCount(), s.VersionCount())
+			}
+			// A run of the new version runs the new version.
+			run, err := c.CreateRun(ctx, kfp.RunRequest{Name: "pub-run", PipelineID: p2.ID, VersionID: v2.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fr := s.Run(run.ID); fr.VersionID != v2.ID {
+				t.Fatalf("run version %s, want %s", fr.VersionID, v2.ID)
+			}
+		})
+	}
+}

@@ -97,6 +97,22 @@ func TestKFPDown(t *testing.T) {
 	}
 }
 
+func TestDexLoginUnreachableIsRetried(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := newClient(t, "http://"+addr+"/pipeline", kfp.Options{APIVersion: kfp.V1Beta1,
+		Auth: kfp.Auth{Type: kfp.AuthDexStaticPasswords, Username: "u", Password: "p"}})
+	_, err = c.Healthz(context.Background())
+	var ae *kfp.APIError
+	if !errors.Is(err, kfp.ErrUpstream) || !errors.As(err, &ae) || ae.Attempts != fastRetry.MaxAttempts || ae.Op != "dex login" {
+		t.Fatalf("dex login with KFP down: %v", err)
+	}
+}
+
 func TestTimeoutIsBoundedAndClear(t *testing.T) {
 	s := kfptest.NewServer(t, kfptest.Options{})
 	s.InjectFault(kfptest.Fault{Method: "GET", Path: "/apis/v2beta1/healthz", Delay: 2 * time.Second, Times: 100})
