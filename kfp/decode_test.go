@@ -140,3 +140,13 @@ func TestHTMLAnswerIsClearError(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+func TestPodNameV2(t *testing.T) {
+	n := ArgoNode{ID: "hello-abc-1234567", Name: "hello-abc.step-a", TemplateName: "run-a"}
+	if got := podNameV2("hello-abc", n); got != "hello-abc-run-a-1234567" {
+		t.Errorf("pod name %q", got)
+	}
+	if got := podNameV2("hello-abc", ArgoNode{ID: "hello-abc", Name: "hello-abc", TemplateName: "hello"}); got != "hello-abc" {
+		t.Errorf("root pod name %q", got)
+	}
+}

@@ -289,8 +289,57 @@ func (a v2api) getRun(ctx context.Context, id string) (*RunDetail, error) {
 	}
 	sortSteps(st.Steps)
 	sortSteps(st.AllNodes)
+	a.addExitCodes(ctx, id, &st)
 	d.Status = st
 	return d, nil
+}
+
+// addExitCodes fills exit codes of failed v2 steps, which task details do not carry, from the
+// Argo workflow that the v1beta1 GET run of the same 2.x server still returns. Best effort: one
+// attempt, errors ignored (the statuses are complete without exit codes).
+func (a v2api) addExitCodes(ctx context.Context, runID string, st *RunStatus) {
+	need := false
+	for _, s := range st.Steps {
+		if s.Phase == PhaseFailed && s.ExitCode == nil {
+			need = true
+		}
+	}
+	if !need {
+		return
+	}
+	d, err := v1api(a).getRun(context.WithValue(ctx, singleAttemptKey{}, true), runID)
+	if err != nil || d.Workflow == nil {
+		return
+	}
+	wfName := d.Workflow.Metadata.Name
+	byPod := map[string]ArgoNode{}
+	for _, n := range d.Workflow.Status.Nodes {
+		byPod[n.ID] = n
+		byPod[podNameV2(wfName, n)] = n
+	}
+	for i := range st.Steps {
+		s := &st.Steps[i]
+		if s.ExitCode != nil || s.PodName == "" {
+			continue
+		}
+		if n, ok := byPod[s.PodName]; ok {
+			s.ExitCode = n.ExitCode()
+		}
+	}
+}
+
+// podNameV2 is Argo's v2 pod name of a node (kfp.md §1.4): "<workflow>-<template>-<hash>", the
+// hash being the node ID's suffix; the workflow's own node is named after the workflow.
+func podNameV2(wfName string, n ArgoNode) string {
+	if n.Name == wfName || n.TemplateName == "" {
+		return wfName
+	}
+	hash := n.ID[strings.LastIndex(n.ID, "-")+1:]
+	prefix := wfName + "-" + n.TemplateName
+	if len(prefix) > 242 {
+		prefix = prefix[:242]
+	}
+	return prefix + "-" + hash
 }
 
 // stepStatusFromTask normalizes a v2 task. KFP 2.x reports driver and DAG tasks next to the

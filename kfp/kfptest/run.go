@@ -194,6 +194,11 @@ func (r *FakeRun) SetStep(name string, u StepUpdate) {
 	}
 }
 
+// StepNodeID is the Argo node ID (and v1-format pod name) of the named step.
+func (r *FakeRun) StepNodeID(name string) string {
+	return NodeID(r.WorkflowName, r.WorkflowName+"."+name)
+}
+
 // StepPhase returns the Argo phase of a step's node ("" if not reported yet).
 func (r *FakeRun) StepPhase(name string) string {
 	r.mu.Lock()
