@@ -2,6 +2,7 @@ package compile_test
 
 import (
 	"errors"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -196,5 +197,34 @@ func TestParamString(t *testing.T) {
 	}
 	if _, ok := compile.ParamString(pipeline.ParamString, nil); ok {
 		t.Error("nil value reported as set")
+	}
+}
+
+// TestDeps keeps the compilers pure: besides the standard library they may import only the
+// pipeline model and this package (no storage, no KFP client, no YAML library at run time).
+func TestDeps(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not found")
+	}
+	out, err := exec.Command(goBin, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}",
+		"github.com/kfbridge/kfbridge/kfp/argo", "github.com/kfbridge/kfbridge/kfp/ir").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	allowed := map[string]bool{
+		"github.com/kfbridge/kfbridge/pipeline":    true,
+		"github.com/kfbridge/kfbridge/kfp/compile": true,
+		"github.com/kfbridge/kfbridge/kfp/argo":    true,
+		"github.com/kfbridge/kfbridge/kfp/ir":      true,
+	}
+	pkgs := strings.Fields(string(out))
+	if !slices.Contains(pkgs, "github.com/kfbridge/kfbridge/kfp/argo") {
+		t.Fatalf("go list output lacks the compilers themselves: %q", out)
+	}
+	for _, pkg := range pkgs {
+		if !allowed[pkg] {
+			t.Errorf("compilers depend on %s", pkg)
+		}
 	}
 }
