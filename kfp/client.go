@@ -705,6 +705,21 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 		last = &APIError{Op: cl.op, Method: cl.method, Endpoint: c.endpoint(cl), Kind: ErrUpstream, Message: "no attempt made"}
 	}
 	last.Attempts = attempts
+	if needLookup && ctx.Err() == nil {
+		// The budget is spent but the last create may have taken effect: look once more, so a
+		// caller is never told "failed" about something that exists.
+		if c.sleep(ctx, 1, true) == nil {
+			found, err := cl.lookup(context.WithValue(ctx, singleAttemptKey{}, true))
+			if err == nil && found {
+				return nil
+			}
+			if err == nil {
+				return last // definitely not created
+			}
+		}
+		last.Ambiguous = true
+		last.Message += " (the request may have taken effect: look it up before sending it again)"
+	}
 	return last
 }
 

@@ -47,6 +47,9 @@ type APIError struct {
 	Details string
 	// Attempts is how many requests were sent (more than 1 after transient failures).
 	Attempts int
+	// Ambiguous is set when a create may have taken effect although the call failed (the answer
+	// was lost and looking the object up failed too); callers must look before re-sending.
+	Ambiguous bool
 	// Kind is one of the Err* sentinels.
 	Kind error
 	// Cause is the underlying transport error, if any.

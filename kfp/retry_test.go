@@ -284,3 +284,37 @@ func TestFindRunAndVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateRunLookupFailures: the create's answer is lost and the look-ups fail too. The client
+// never sends the create again while the outcome is unknown; it finds the run with a last look-up
+// once KFP answers again, or reports an ambiguous error.
+func TestCreateRunLookupFailures(t *testing.T) {
+	for _, v := range versions() {
+		for _, listFaults := range []int{3, 100} {
+			s := kfptest.NewServer(t, kfptest.Options{})
+			s.InjectFault(kfptest.Fault{Method: "POST", Path: "/apis/" + v + "/runs", Status: 504, AfterHandle: true})
+			s.InjectFault(kfptest.Fault{Method: "GET", Path: "/apis/" + v + "/runs", Status: 503, Times: listFaults})
+			c := newClient(t, s.URL, kfp.Options{APIVersion: v})
+			rr := kfp.RunRequest{Name: "lost"}
+			inlineRun(t, v, &rr)
+			run, err := c.CreateRun(context.Background(), rr)
+			if n := s.CountRequests("POST", "/apis/"+v+"/runs"); n != 1 {
+				t.Fatalf("%s/%d: create sent %d times", v, listFaults, n)
+			}
+			if len(s.Runs()) != 1 {
+				t.Fatalf("%s/%d: %d runs", v, listFaults, len(s.Runs()))
+			}
+			var ae *kfp.APIError
+			switch listFaults {
+			case 3:
+				if err != nil || run.ID != s.Runs()[0].ID {
+					t.Fatalf("%s: last look-up should find the run: %v", v, err)
+				}
+			default:
+				if !errors.As(err, &ae) || !ae.Ambiguous || !strings.Contains(err.Error(), "may have taken effect") {
+					t.Fatalf("%s: want an ambiguous error, got %v", v, err)
+				}
+			}
+		}
+	}
+}
