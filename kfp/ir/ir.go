@@ -283,40 +283,30 @@ func parameterType(t string) string {
 }
 
 // typedValue converts a parameter value to the JSON type its IR parameter type requires
-// (protobuf Value: number, string or bool). Strings typed as numbers or booleans are parsed;
-// values that do not parse are kept as strings so KFP reports the mismatch.
+// (protobuf Value: number, string or bool). Text holding a number or boolean is parsed, since
+// Elyra may keep a typed default as text ("10", "true"); anything else stays text, so KFP reports
+// the mismatch instead of kfbridge guessing.
 func typedValue(typ string, v any) any {
-	switch typ {
-	case pipeline.ParamInteger:
-		if f, ok := v.(float64); ok {
-			return int64(f)
+	if text, ok := v.(string); ok && typ != pipeline.ParamString {
+		var parsed any
+		if json.Unmarshal([]byte(text), &parsed) == nil {
+			v = parsed
 		}
-	case pipeline.ParamFloat:
-		if f, ok := v.(float64); ok {
-			return f
+	}
+	switch x := v.(type) {
+	case float64:
+		switch typ {
+		case pipeline.ParamInteger:
+			return int64(x)
+		case pipeline.ParamFloat:
+			return x
 		}
-	case pipeline.ParamBool:
-		if b, ok := v.(bool); ok {
-			return b
+	case bool:
+		if typ == pipeline.ParamBool {
+			return x
 		}
 	}
 	s, _ := compile.ParamString(typ, v)
-	var parsed any
-	if typ != pipeline.ParamString && json.Unmarshal([]byte(s), &parsed) == nil {
-		switch parsed.(type) {
-		case float64:
-			if typ == pipeline.ParamInteger {
-				return int64(parsed.(float64))
-			}
-			if typ == pipeline.ParamFloat {
-				return parsed
-			}
-		case bool:
-			if typ == pipeline.ParamBool {
-				return parsed
-			}
-		}
-	}
 	return s
 }
 
