@@ -239,21 +239,18 @@ func (d *dexAuth) login(ctx context.Context) error {
 	if err != nil {
 		return fail(ErrUpstream, "%v", err)
 	}
-	u := resp.Request.URL
-	if strings.HasSuffix(u.Path, "/auth") {
-		// Several connectors: Dex shows a chooser; go straight to ours.
-		next := *u
-		next.Path += "/" + d.connector
-		if resp, err = dexDo(ctx, hc, http.MethodGet, next.String(), nil); err != nil {
+	if (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized) && !loginPathRE.MatchString(resp.Request.URL.Path) {
+		// oauth2-proxy may answer with its sign-in page instead of redirecting; the page's
+		// button starts the flow at /oauth2/start.
+		start := &url.URL{Scheme: d.base.Scheme, Host: d.base.Host, Path: "/oauth2/start", RawQuery: url.Values{"rd": {d.base.RequestURI()}}.Encode()}
+		if resp, err = dexDo(ctx, hc, http.MethodGet, start.String(), nil); err != nil {
 			return fail(ErrUpstream, "%v", err)
 		}
-		u = resp.Request.URL
-	} else if connectorPathRE.MatchString(u.Path) {
-		if resp, err = dexDo(ctx, hc, http.MethodGet, u.String(), nil); err != nil {
-			return fail(ErrUpstream, "%v", err)
-		}
-		u = resp.Request.URL
 	}
+	if resp, err = d.pickConnector(ctx, hc, resp); err != nil {
+		return fail(ErrUpstream, "%v", err)
+	}
+	u := resp.Request.URL
 	if !loginPathRE.MatchString(u.Path) {
 		return fail(ErrUnauthorized, "%s did not lead to a Dex login form (ended at %s, HTTP %d); is auth_type right?", d.base, u.Redacted(), resp.StatusCode)
 	}
@@ -279,6 +276,21 @@ func (d *dexAuth) login(ctx context.Context) error {
 	}
 	d.jar = jar
 	return nil
+}
+
+// pickConnector goes from Dex's connector chooser (/auth) or a connector entry (/auth/<id>) to the
+// connector's password form.
+func (d *dexAuth) pickConnector(ctx context.Context, hc *http.Client, resp *http.Response) (*http.Response, error) {
+	u := resp.Request.URL
+	switch {
+	case strings.HasSuffix(u.Path, "/auth"):
+		next := *u
+		next.Path += "/" + d.connector
+		return dexDo(ctx, hc, http.MethodGet, next.String(), nil)
+	case connectorPathRE.MatchString(u.Path) && !loginPathRE.MatchString(u.Path):
+		return dexDo(ctx, hc, http.MethodGet, u.String(), nil)
+	}
+	return resp, nil
 }
 
 // dexDo sends one login-flow request (following redirects) and drains the body.

@@ -97,15 +97,20 @@ func TestDexLogin(t *testing.T) {
 		connectors []string
 		approval   bool
 		connector  string
+		oauth2     bool
+		signIn     bool
 	}{
-		{"static-passwords", kfp.AuthDexStaticPasswords, []string{"local"}, false, "local"},
-		{"static-with-approval-and-chooser", kfp.AuthDexStaticPasswords, []string{"local", "ldap"}, true, "local"},
-		{"ldap", kfp.AuthDexLDAP, []string{"local", "ldap"}, false, "ldap"},
+		{"static-passwords", kfp.AuthDexStaticPasswords, []string{"local"}, false, "local", false, false},
+		{"static-with-approval-and-chooser", kfp.AuthDexStaticPasswords, []string{"local", "ldap"}, true, "local", false, false},
+		{"ldap", kfp.AuthDexLDAP, []string{"local", "ldap"}, false, "ldap", false, false},
+		{"oauth2-proxy-redirect", kfp.AuthDexStaticPasswords, []string{"local"}, false, "local", true, false},
+		{"oauth2-proxy-sign-in-page", kfp.AuthDexLDAP, []string{"local", "ldap"}, false, "ldap", true, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := kfptest.NewServer(t, kfptest.Options{PathPrefix: "/pipeline", Dex: &kfptest.DexOptions{
-				Users: map[string]string{"user@example.com": "12341234"}, Connectors: tc.connectors, Approval: tc.approval}})
+				Users: map[string]string{"user@example.com": "12341234"}, Connectors: tc.connectors, Approval: tc.approval,
+				OAuth2Proxy: tc.oauth2, SignInPage: tc.signIn}})
 			c := newClient(t, s.URL, kfp.Options{APIVersion: kfp.V1Beta1,
 				Auth: kfp.Auth{Type: tc.auth, Username: "user@example.com", Password: "12341234"}})
 			ctx := context.Background()
@@ -129,6 +134,14 @@ func TestDexLogin(t *testing.T) {
 			}
 			if n := s.DexLogins(tc.connector); n != 2 {
 				t.Fatalf("logins after expiry = %d", n)
+			}
+			wantCookie := kfp.CookieAuthservice
+			if tc.oauth2 {
+				wantCookie = kfp.CookieOAuth2Proxy
+			}
+			last := s.Requests()[len(s.Requests())-1]
+			if ck, err := (&http.Request{Header: last.Header}).Cookie(wantCookie); err != nil || ck.Value == "" {
+				t.Fatalf("API request without %s cookie: %v", wantCookie, last.Header)
 			}
 			noUserIDHeader(t, s)
 		})

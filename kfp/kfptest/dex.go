@@ -20,8 +20,15 @@ type DexOptions struct {
 	Connectors []string
 	// Approval adds Dex's grant-approval page after the password form.
 	Approval bool
-	// CookieName is the session cookie; default "authservice_session".
+	// CookieName is the session cookie; default "authservice_session" ("oauth2_proxy_kubeflow"
+	// with OAuth2Proxy).
 	CookieName string
+	// OAuth2Proxy behaves like Kubeflow 1.9+'s oauth2-proxy instead of oidc-authservice: the
+	// flow starts at /oauth2/start?rd=<original path> and ends at /oauth2/callback.
+	OAuth2Proxy bool
+	// SignInPage (with OAuth2Proxy) answers unauthenticated requests with oauth2-proxy's 403 HTML
+	// sign-in page instead of a redirect; the page links to /oauth2/start.
+	SignInPage bool
 }
 
 type dexState struct {
@@ -39,6 +46,9 @@ func newDexState(o DexOptions) *dexState {
 	}
 	if o.CookieName == "" {
 		o.CookieName = "authservice_session"
+		if o.OAuth2Proxy {
+			o.CookieName = "oauth2_proxy_kubeflow"
+		}
 	}
 	return &dexState{opts: o, pending: map[string]string{}, codes: map[string]bool{}, logins: map[string]int{}}
 }
@@ -55,11 +65,25 @@ func (s *Server) DexLogins(connector string) int {
 
 // redirectToLogin answers an unauthenticated API request the way oidc-authservice does.
 func (s *Server) redirectToLogin(w http.ResponseWriter, r *http.Request) {
+	if s.dex.opts.OAuth2Proxy {
+		start := "/oauth2/start?rd=" + url.QueryEscape(r.URL.RequestURI())
+		if s.dex.opts.SignInPage {
+			writeHTML(w, http.StatusForbidden, `<html><body><form action="`+html.EscapeString(start)+`"><button>Sign in</button></form></body></html>`)
+			return
+		}
+		http.Redirect(w, r, start, http.StatusFound)
+		return
+	}
+	s.startDexFlow(w, r, r.URL.RequestURI(), "/authservice/oidc/callback")
+}
+
+// startDexFlow remembers where to return and sends the browser to Dex.
+func (s *Server) startDexFlow(w http.ResponseWriter, r *http.Request, orig, callback string) {
 	state := newID()
 	s.dex.mu.Lock()
-	s.dex.pending[state] = r.URL.RequestURI()
+	s.dex.pending[state] = orig
 	s.dex.mu.Unlock()
-	q := url.Values{"client_id": {"kubeflow-oidc-authservice"}, "redirect_uri": {"/authservice/oidc/callback"},
+	q := url.Values{"client_id": {"kubeflow-oidc-authservice"}, "redirect_uri": {callback},
 		"response_type": {"code"}, "scope": {"openid profile email groups"}, "state": {state}}
 	http.Redirect(w, r, "/dex/auth?"+q.Encode(), http.StatusFound)
 }
@@ -125,7 +149,13 @@ func (s *Server) serveDex(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.dexCallbackRedirect(w, r, r.URL.Query().Get("req"))
-	case p == "/authservice/oidc/callback":
+	case p == "/oauth2/start" && d.opts.OAuth2Proxy:
+		rd := r.URL.Query().Get("rd")
+		if rd == "" || !strings.HasPrefix(rd, "/") {
+			rd = "/"
+		}
+		s.startDexFlow(w, r, rd, "/oauth2/callback")
+	case p == "/authservice/oidc/callback" || (p == "/oauth2/callback" && d.opts.OAuth2Proxy):
 		code := r.URL.Query().Get("code")
 		d.mu.Lock()
 		okCode := d.codes[code]
@@ -153,7 +183,11 @@ func (s *Server) dexCallbackRedirect(w http.ResponseWriter, r *http.Request, sta
 	s.dex.mu.Lock()
 	s.dex.codes[code] = true
 	s.dex.mu.Unlock()
-	http.Redirect(w, r, "/authservice/oidc/callback?code="+code+"&state="+url.QueryEscape(state), http.StatusSeeOther)
+	cb := "/authservice/oidc/callback"
+	if s.dex.opts.OAuth2Proxy {
+		cb = "/oauth2/callback"
+	}
+	http.Redirect(w, r, cb+"?code="+code+"&state="+url.QueryEscape(state), http.StatusSeeOther)
 }
 
 func (d *dexState) hasConnector(c string) bool {

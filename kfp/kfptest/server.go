@@ -316,7 +316,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Values("kubeflow-userid"); len(v) > 0 {
 		s.violation(fmt.Errorf("%s %s carries a kubeflow-userid header (%q): KFP's Istio policy rejects it", r.Method, r.URL.Path, v))
 	}
-	if s.dex != nil && (strings.HasPrefix(r.URL.Path, "/dex/") || strings.HasPrefix(r.URL.Path, "/authservice/")) {
+	if s.dex != nil && (strings.HasPrefix(r.URL.Path, "/dex/") || strings.HasPrefix(r.URL.Path, "/authservice/") || strings.HasPrefix(r.URL.Path, "/oauth2/")) {
 		s.serveDex(w, r)
 		return
 	}
