@@ -177,7 +177,7 @@ func TestProperties(t *testing.T) {
 	if got := flagValue(train.Container.Args, "--archive-key"); got != opts.ArchiveKeys["n-train"] {
 		t.Errorf("train --archive-key = %q", got)
 	}
-	if got := flagValue(train.Container.Args, "--pipeline-parameters"); got != "epochs={{inputs.parameters.epochs}};lr={{inputs.parameters.lr}};dry_run={{inputs.parameters.dry_run}}" {
+	if got := flagValue(train.Container.Args, "--pipeline-parameters"); got != "epochs={{inputs.parameters.epochs}};lr={{inputs.parameters.lr}};dry_run={{inputs.parameters.dry_run}};note={{inputs.parameters.note}}" {
 		t.Errorf("train --pipeline-parameters = %q", got)
 	}
 	if got := flagValue(train.Container.Args, "--cos-directory"); got != "team-a/runs/{{workflow.uid}}" {

@@ -135,6 +135,11 @@ func build(p *pipeline.Pipeline, opts compile.Options) (*pipelineSpec, *platform
 				ps.IsOptional = true
 			} else if !prm.Required {
 				ps.IsOptional = true
+				if prm.Type == pipeline.ParamString {
+					// An optional text parameter left empty must still resolve, or KFP's driver
+					// fails the task; Elyra passes it as empty text too.
+					ps.DefaultValue = ""
+				}
 			}
 			spec.Root.InputDefinitions.Parameters[prm.Name] = ps
 		}

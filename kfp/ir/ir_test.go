@@ -144,7 +144,7 @@ func TestProperties(t *testing.T) {
 		t.Fatal("no task displays the train node's label")
 	}
 	train := spec.DeploymentSpec.Executors["exec-"+trainTask].Container
-	if got := flagValue(train.Args, "--pipeline-parameters"); got != "epochs={{$.inputs.parameters['epochs']}};lr={{$.inputs.parameters['lr']}};dry_run={{$.inputs.parameters['dry_run']}}" {
+	if got := flagValue(train.Args, "--pipeline-parameters"); got != "epochs={{$.inputs.parameters['epochs']}};lr={{$.inputs.parameters['lr']}};dry_run={{$.inputs.parameters['dry_run']}};note={{$.inputs.parameters['note']}}" {
 		t.Errorf("--pipeline-parameters = %q", got)
 	}
 	if got := flagValue(train.Args, "--run-id"); got != "{{$.inputs.parameters['kfbridge_run_id']}}" {
@@ -165,7 +165,8 @@ func TestProperties(t *testing.T) {
 	root := spec.Root.InputDefinitions.Parameters
 	if root["epochs"].ParameterType != "NUMBER_INTEGER" || root["epochs"].DefaultValue != float64(10) ||
 		root["lr"].ParameterType != "NUMBER_DOUBLE" || root["dry_run"].ParameterType != "BOOLEAN" || root["dry_run"].DefaultValue != true ||
-		root["dataset"].ParameterType != "STRING" || root["dataset"].IsOptional {
+		root["dataset"].ParameterType != "STRING" || root["dataset"].IsOptional || root["dataset"].DefaultValue != nil ||
+		!root["note"].IsOptional || root["note"].DefaultValue != "" {
 		t.Errorf("root parameters: %+v %+v %+v %+v", root["epochs"], root["lr"], root["dry_run"], root["dataset"])
 	}
 	tc := k8s["exec-"+trainTask]

@@ -120,6 +120,7 @@ func Full() *pipeline.Pipeline {
 			{Name: "lr", Type: pipeline.ParamFloat, Default: 0.01},
 			{Name: "dataset", Type: pipeline.ParamString, Required: true},
 			{Name: "dry_run", Type: pipeline.ParamBool, Default: false, Value: true},
+			{Name: "note", Type: pipeline.ParamString},
 		},
 		Nodes: []*pipeline.Node{
 			{
@@ -164,7 +165,7 @@ func Full() *pipeline.Pipeline {
 				Resources: pipeline.Resources{
 					CPU: 2, CPULimit: 4, MemoryGB: 8, MemoryLimitGB: 16.5, GPU: 1, GPUVendor: "amd.com/gpu",
 				},
-				PipelineParameters: []string{"epochs", "lr", "dry_run"},
+				PipelineParameters: []string{"epochs", "lr", "dry_run", "note"},
 			},
 			{
 				ID: "n-report", Label: "clean", Op: pipeline.OpPython, Kind: pipeline.KindPython,
