@@ -137,6 +137,7 @@ func TestContractFlows(t *testing.T) {
 					t.Fatalf("v2 tasks = %+v", d.Tasks)
 				}
 				noUserIDHeader(t, s)
+				t.Logf("%d requests validated against the %s swagger", len(s.Requests()), v)
 			})
 		}
 	}

@@ -150,3 +150,29 @@ func TestPodNameV2(t *testing.T) {
 		t.Errorf("root pod name %q", got)
 	}
 }
+
+// BenchmarkDecodeCompressedManifest decodes a 1000-node workflow whose nodes are compressed, the
+// case kubeflow/kubeflow#4895 describes (large runs).
+func BenchmarkDecodeCompressedManifest(b *testing.B) {
+	nodes := map[string]ArgoNode{}
+	code := "0"
+	for i := 0; i < 1000; i++ {
+		id := "wf-" + strings.Repeat("x", 3) + string(rune('a'+i%26)) + time.Duration(i).String()
+		nodes[id] = ArgoNode{ID: id, Name: "wf.step", DisplayName: "step", Type: "Pod", TemplateName: "run", Phase: "Succeeded",
+			Outputs: &NodeOutputs{ExitCode: &code}, StartedAt: ArgoTime{time.Now()}, FinishedAt: ArgoTime{time.Now()}}
+	}
+	c, err := CompressNodes(nodes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	manifest, _ := json.Marshal(map[string]any{"metadata": map[string]any{"name": "wf"}, "status": map[string]any{"phase": "Succeeded", "compressedNodes": c}})
+	b.SetBytes(int64(len(manifest)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		wf, err := DecodeWorkflowManifest(string(manifest))
+		if err != nil || len(wf.Status.Nodes) != 1000 {
+			b.Fatalf("%v %d", err, len(wf.Status.Nodes))
+		}
+		_ = statusFromWorkflow("r", "Succeeded", wf)
+	}
+}

@@ -4,7 +4,22 @@
 // names, inline manifests), pluggable run execution, a fake Dex login, and fault injection.
 //
 // A request that does not match the swagger fails the test that owns the server (t.Errorf) and
-// is answered 400, so a client bug cannot hide behind a lenient fake.
+// is answered 400, so a client bug cannot hide behind a lenient fake. Object schemas are closed
+// (no unknown or camelCase fields), which is stricter than KFP itself on purpose.
+//
+// Usage:
+//
+//	s := kfptest.NewServer(t, kfptest.Options{MultiUser: true})
+//	c, _ := kfp.New(s.URL, kfp.Options{Namespace: "alice"})
+//	... // every request c sends is validated; s.Runs(), s.Requests() show what happened
+//
+// Runs are executed by an Executor (default ScriptExecutor: every step succeeds at once). An
+// executor gets each FakeRun with its parsed Steps (DAG order, container image/command/args/env
+// and the raw Argo template or IR executor in Spec), the stored Argo Workflow (parameters
+// applied, metadata.name/uid set: uid is the run ID) or the IR PipelineSpec, and reports
+// progress with SetStep/SetPhase; GET run turns those reports into workflow_manifest node
+// statuses (v1) and task_details (v2). Executors must treat Workflow, PipelineSpec and Steps as
+// read-only and must return when ctx is cancelled (terminate or server close).
 package kfptest
 
 import (
