@@ -79,6 +79,27 @@ type Auth struct {
 	Password string
 }
 
+// ElyraAuth maps the auth fields of an Elyra KFP runtime configuration (auth_type, api_username,
+// api_password) to Auth: api_password is the token for EXISTING_BEARER_TOKEN, the password for
+// the Dex types, and the cookie ("name=value", or the value with api_username as the name) for
+// EXISTING_SESSION_COOKIE. The service-account token path comes from the environment.
+func ElyraAuth(authType, apiUsername, apiPassword string) (Auth, error) {
+	t, err := ParseAuthType(authType)
+	if err != nil {
+		return Auth{}, err
+	}
+	a := Auth{Type: t}
+	switch t {
+	case AuthBearerToken:
+		a.Token = apiPassword
+	case AuthDexStaticPasswords, AuthDexLDAP:
+		a.Username, a.Password = apiUsername, apiPassword
+	case AuthSessionCookie:
+		a.Token, a.CookieName = apiPassword, apiUsername
+	}
+	return a, nil
+}
+
 // authenticator decorates requests with credentials.
 type authenticator interface {
 	// apply adds credentials to an API request.

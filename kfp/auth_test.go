@@ -232,3 +232,29 @@ func TestParseAuthType(t *testing.T) {
 		t.Errorf("unknown auth type: %v", err)
 	}
 }
+
+func TestElyraAuth(t *testing.T) {
+	cases := []struct {
+		typ, user, pass string
+		want            kfp.Auth
+	}{
+		{"EXISTING_BEARER_TOKEN", "", "tok", kfp.Auth{Type: kfp.AuthBearerToken, Token: "tok"}},
+		{"DEX_LDAP", "u", "p", kfp.Auth{Type: kfp.AuthDexLDAP, Username: "u", Password: "p"}},
+		{"DEX_STATIC_PASSWORDS", "u", "p", kfp.Auth{Type: kfp.AuthDexStaticPasswords, Username: "u", Password: "p"}},
+		{"KUBERNETES_SERVICE_ACCOUNT_TOKEN", "ignored", "ignored", kfp.Auth{Type: kfp.AuthServiceAccountToken}},
+		{"EXISTING_SESSION_COOKIE", "oauth2_proxy_kubeflow", "abc", kfp.Auth{Type: kfp.AuthSessionCookie, Token: "abc", CookieName: "oauth2_proxy_kubeflow"}},
+		{"NO_AUTHENTICATION", "u", "p", kfp.Auth{Type: kfp.AuthNone}},
+	}
+	for _, tc := range cases {
+		got, err := kfp.ElyraAuth(tc.typ, tc.user, tc.pass)
+		if err != nil || got != tc.want {
+			t.Errorf("ElyraAuth(%s) = %+v, %v", tc.typ, got, err)
+		}
+	}
+	// A token configured this way authenticates.
+	s := kfptest.NewServer(t, kfptest.Options{Tokens: []string{"tok"}})
+	a, _ := kfp.ElyraAuth("EXISTING_BEARER_TOKEN", "", "tok")
+	if _, err := newClient(t, s.URL, kfp.Options{APIVersion: kfp.V1Beta1, Auth: a}).Healthz(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
