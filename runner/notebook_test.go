@@ -46,7 +46,7 @@ type nbCell struct {
 }
 
 // notebookJSON builds an nbformat 4 notebook for the given kernelspec name.
-func notebookJSON(t *testing.T, kernel string, cells ...nbCell) string {
+func notebookJSON(t testing.TB, kernel string, cells ...nbCell) string {
 	t.Helper()
 	var cs []map[string]any
 	for _, c := range cells {
@@ -475,7 +475,7 @@ type notebookFixture struct {
 	store                 storage.Store
 }
 
-func newNotebookFixture(t *testing.T, files map[string]string) *notebookFixture {
+func newNotebookFixture(t testing.TB, files map[string]string) *notebookFixture {
 	t.Helper()
 	src := t.TempDir()
 	var names []string
