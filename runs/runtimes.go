@@ -320,15 +320,15 @@ func (s *RuntimeStore) UpdateRuntime(name string, rc RuntimeConfig) (RuntimeConf
 	if name == LocalRuntimeName {
 		return RuntimeConfig{}, fmt.Errorf("update runtime %q: %w: the local runtime cannot be changed", name, ErrBuiltin)
 	}
-	if rc.Name != "" && rc.Name != name {
-		return RuntimeConfig{}, &ValidationError{Name: name, Fields: []FieldError{{"name", fmt.Sprintf("%q does not match the runtime being updated; renaming is not supported", rc.Name)}}}
-	}
 	if err := checkName(name); err != nil {
 		return RuntimeConfig{}, fmt.Errorf("runtime %q: %w", name, ErrNotFound)
 	}
 	old, err := s.loadRuntime(name)
 	if err != nil {
 		return RuntimeConfig{}, err
+	}
+	if rc.Name != "" && rc.Name != name {
+		return RuntimeConfig{}, &ValidationError{Name: name, Fields: []FieldError{{"name", fmt.Sprintf("%q does not match the runtime being updated; renaming is not supported", rc.Name)}}}
 	}
 	rc.Name = name
 	rc.Metadata.APIPassword = keepSecret(rc.Metadata.APIPassword, old.Metadata.APIPassword)
@@ -409,14 +409,14 @@ func (s *RuntimeStore) CreateImage(im RuntimeImage) (RuntimeImage, error) {
 func (s *RuntimeStore) UpdateImage(name string, im RuntimeImage) (RuntimeImage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if im.Name != "" && im.Name != name {
-		return RuntimeImage{}, &ValidationError{Name: name, Fields: []FieldError{{"name", fmt.Sprintf("%q does not match the runtime image being updated; renaming is not supported", im.Name)}}}
-	}
 	if err := checkName(name); err != nil {
 		return RuntimeImage{}, fmt.Errorf("runtime image %q: %w", name, ErrNotFound)
 	}
 	if _, err := s.loadImage(name); err != nil {
 		return RuntimeImage{}, err
+	}
+	if im.Name != "" && im.Name != name {
+		return RuntimeImage{}, &ValidationError{Name: name, Fields: []FieldError{{"name", fmt.Sprintf("%q does not match the runtime image being updated; renaming is not supported", im.Name)}}}
 	}
 	im.Name = name
 	im.normalize()
