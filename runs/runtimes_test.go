@@ -310,7 +310,9 @@ func TestRuntimeValidation(t *testing.T) {
 
 	// Valid variants: every auth type with what it needs, every cos auth type, accepted spellings.
 	ok := []func(*runs.RuntimeConfig){
-		func(r *runs.RuntimeConfig) { r.Metadata.AuthType, r.Metadata.APIUsername, r.Metadata.APIPassword = "NO_AUTHENTICATION", "", "" },
+		func(r *runs.RuntimeConfig) {
+			r.Metadata.AuthType, r.Metadata.APIUsername, r.Metadata.APIPassword = "NO_AUTHENTICATION", "", ""
+		},
 		func(r *runs.RuntimeConfig) { r.Metadata.AuthType = "KUBERNETES_SERVICE_ACCOUNT_TOKEN" },
 		func(r *runs.RuntimeConfig) { r.Metadata.AuthType = "DEX_LDAP" },
 		func(r *runs.RuntimeConfig) { r.Metadata.AuthType = "DEX_LEGACY" },
