@@ -797,6 +797,7 @@ type singleAttemptKey struct{}
 // authError marks a failure to obtain credentials; it is not retried.
 type authError struct{ error }
 
+// Unwrap returns the credential failure.
 func (e authError) Unwrap() error { return e.error }
 
 func (c *Client) httpError(cl *call, res attemptResult) *APIError {

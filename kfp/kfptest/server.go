@@ -501,6 +501,7 @@ type apiError struct {
 	bare   bool
 }
 
+// Error returns the message KFP would write.
 func (e *apiError) Error() string { return e.msg }
 
 func errf(status int, format string, args ...any) *apiError {
