@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,18 +9,20 @@ import (
 )
 
 // RequireToken is middleware that admits a request only with the API token, given as
-// "Authorization: Bearer T" or Jupyter's "Authorization: token T". Browsers cannot set headers on a
-// websocket, so a websocket upgrade may also carry it as ?token=.
+// "Authorization: Bearer T" or Jupyter's "Authorization: token T", or the browser session cookie
+// (see Login). Browsers cannot set headers on a websocket, so a websocket upgrade may also carry it
+// as ?token=. Cookie-authenticated state-changing requests must also carry the CSRF header.
 func RequireToken(log *slog.Logger, token string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got := bearer(r)
-			if got == "" && isWebsocket(r) {
-				got = r.URL.Query().Get("token")
-			}
-			if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			method := AuthMethod(r, token)
+			if method == AuthNone {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="kfbridge"`)
 				Error(log, w, r, fmt.Errorf("%w: missing or wrong API token (send \"Authorization: Bearer <token>\")", errUnauthorized))
+				return
+			}
+			if !CSRFOK(r, token, method) {
+				Error(log, w, r, fmt.Errorf("%w: missing or wrong %s header on a cookie-authenticated %s", errForbidden, CSRFHeader, r.Method))
 				return
 			}
 			next.ServeHTTP(w, r)

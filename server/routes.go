@@ -10,6 +10,7 @@ import (
 	"github.com/kfbridge/kfbridge/logstream"
 	"github.com/kfbridge/kfbridge/runs"
 	"github.com/kfbridge/kfbridge/storage"
+	"github.com/kfbridge/kfbridge/web"
 )
 
 // deps are what the routes need; built once in serve.
@@ -29,6 +30,8 @@ func addRoutes(r chi.Router, d deps) {
 	r.Route("/api/v1", func(r chi.Router) {
 		// Step runners authenticate with their run's push token, not the user's API token.
 		r.Post("/runs/{id}/steps/{step}/lines", handlers.PushLines(d.log, d.runs, d.logs).ServeHTTP)
+		// The browser session (login/logout, CSRF token) checks credentials itself.
+		r.Handle("/session", handlers.Session(d.log, d.cfg.Token))
 
 		r.Group(func(r chi.Router) {
 			r.Use(handlers.RequireToken(d.log, d.cfg.Token))
@@ -41,6 +44,7 @@ func addRoutes(r chi.Router, d deps) {
 			}).ServeHTTP)
 			r.Post("/pipelines/validate", handlers.ValidatePipeline(d.log, d.cfg.Workspace).ServeHTTP)
 			r.Get("/runs", handlers.ListRuns(d.runs).ServeHTTP)
+			r.Get("/files", handlers.ListFiles(d.log, d.cfg.Workspace).ServeHTTP)
 			r.Get("/runs/{id}", handlers.GetRun(d.log, d.runs).ServeHTTP)
 			r.Post("/runs/{id}:cancel", handlers.CancelRun(d.log, d.runs).ServeHTTP)
 			r.Get("/runs/{id}/logs", handlers.RunLogs(d.log, d.runs, d.logs, d.origins).ServeHTTP)
@@ -49,4 +53,10 @@ func addRoutes(r chi.Router, d deps) {
 			handlers.Error(d.log, w, r, errNotFound(r))
 		})
 	})
+
+	// The web UI at the root. Its pages are public (they hold no data); ?token= on a page logs the
+	// browser in with a session cookie and redirects to the page without the token.
+	ui := handlers.Login(d.log, d.cfg.Token)(web.Handler(web.Options{FrameAncestors: d.cfg.Origins}))
+	r.Get("/*", ui.ServeHTTP)
+	r.Head("/*", ui.ServeHTTP)
 }

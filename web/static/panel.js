@@ -1,0 +1,79 @@
+// The standalone log panel: panel.html#run=<id>&step=<step> (or ?run=&step=), small enough to embed
+// in a notebook output with IPython.display.IFrame. A cross-origin embed, where the SameSite=Strict
+// session cookie is not sent, may pass #token=…; it is read from the fragment (never sent to a
+// server or written to access logs) and removed from the address at once.
+
+import { getJSON, setBearer, fetchLog, terminal } from './api.js';
+import { LogStream } from './stream.js';
+import { LogView } from './logview.js';
+
+const params = new URLSearchParams(location.search);
+const frag = new URLSearchParams(location.hash.replace(/^#/, ''));
+const run = frag.get('run') || params.get('run');
+const step = frag.get('step') || params.get('step') || null;
+const token = frag.get('token');
+if (token) {
+  setBearer(token);
+  frag.delete('token');
+  history.replaceState(null, '', `${location.pathname}${location.search}#${frag}`);
+}
+
+const title = document.getElementById('panel-title');
+const statusEl = document.getElementById('panel-status');
+const host = document.getElementById('panel-log');
+document.getElementById('panel-open').href = `./#/runs/${encodeURIComponent(run || '')}${step ? `?step=${encodeURIComponent(step)}` : ''}`;
+
+function setStatus(s, code) {
+  statusEl.className = `badge st-${s}`;
+  statusEl.dataset.status = s;
+  statusEl.textContent = code != null && s !== 'succeeded' ? `${s} (exit ${code})` : s;
+}
+
+const labels = new Map();
+const view = new LogView(host, {
+  multi: !step,
+  label: (s) => labels.get(s) || s,
+  loadEarlier: (s, after, n) => fetchLog(run, s, after, n),
+});
+
+if (!run) {
+  host.textContent = 'Missing run: use panel.html#run=<run id>&step=<step id>.';
+} else {
+  getJSON(`api/v1/runs/${encodeURIComponent(run)}`).then((r) => {
+    for (const s of r.steps || []) labels.set(s.id, s.label || s.id);
+    const st = step ? (r.steps || []).find((s) => s.id === step) : null;
+    title.textContent = `${r.name || r.id}${st ? ` › ${st.label || st.id}` : ''}`;
+    document.title = `${title.textContent} · kfbridge`;
+    if (st) setStatus(st.status, st.exit_code); else setStatus(r.status);
+  }).catch((e) => { title.textContent = e.message; });
+
+  const stream = new LogStream({
+    run,
+    step,
+    on: {
+      lines: (s, ls) => view.addLines(s, ls),
+      event: (f) => {
+        if (step && f.type === 'step' && f.step === step) setStatus(f.status, f.exit_code);
+        if (!step && f.type === 'run') setStatus(f.status);
+      },
+      stepEnd: (f) => {
+        const label = labels.get(f.step) || f.step;
+        const code = f.exit_code;
+        const ok = code === 0 || (code == null && f.status === 'succeeded');
+        view.addBanner(f.step, `■ ${label} finished: ${code != null ? `exit code ${code}` : (f.status || 'ended')}${f.lines != null ? ` · ${f.lines} lines` : ''}`, ok ? 'ok' : 'fail');
+        if (step && f.step === step && code != null) setStatus(code === 0 ? 'succeeded' : 'failed', code);
+      },
+      gap: (s, a, b, reason) => view.addBanner(s, `lines ${a}–${b} are not available here (${reason})`, 'gap'),
+      state: (name, detail) => {
+        view.setStatus(detail ? `${name} ${detail}` : name);
+        if (name === 'unauthorized') setStatus('failed');
+        if (!terminal(statusEl.dataset.status || '') && (name === 'live' || name === 'reconnecting') && statusEl.dataset.status === undefined) setStatus('running');
+      },
+    },
+  });
+  window.kfbridge.stream = stream;
+  stream.start();
+}
+
+// A new #run=…&step=… in the same tab is a different panel: start over.
+window.addEventListener('hashchange', () => location.reload());
