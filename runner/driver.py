@@ -223,12 +223,12 @@ def main():
         )
         return EXIT_MISSING
 
-    nb = nbformat.read(args.notebook, as_version=4)
     try:
         params = json.loads(args.parameters)
     except ValueError as e:
         sys.stderr.write("kfbridge notebook driver: --parameters: %s\n" % e)
         return EXIT_USAGE
+    nb = None
 
     state = {"cell": 0}
     ordinal = {}
@@ -270,6 +270,7 @@ def main():
     code = 0
     client = None
     try:
+        nb = nbformat.read(args.notebook, as_version=4)
         kernel, language = choose_kernel(nb, KernelSpecManager())
         inject_parameters(nb, params, language, nbformat, chan)
         # Numbered like the execution counts a fresh kernel gives: only code cells that run.
@@ -330,7 +331,8 @@ def main():
     finally:
         chan.flush()
         # Written in every case: the executed notebook is how a failure is debugged.
-        nbformat.write(nb, args.output)
+        if nb is not None:
+            nbformat.write(nb, args.output)
     if terminated and code == 0:
         code = 128 + terminated[0]
     if code >= 128:

@@ -329,13 +329,15 @@ func readFrames(sk *sink, r io.Reader) *driverFailure {
 func (nb *notebookRun) finish(ctx context.Context, s *step, code int) error {
 	var fail error
 	if code != 0 && code < 128 {
+		f := nb.fail
+		if f == nil {
+			f = notebookError(nb.output)
+		}
 		switch {
-		case nb.fail != nil:
-			fail = nb.fail
-		default:
-			if f := notebookError(nb.output); f != nil {
-				fail = f
-			}
+		case f != nil && f.Cell == 0:
+			fail = fmt.Errorf("notebook %s: %w", path.Base(nb.source), f)
+		case f != nil:
+			fail = f
 		}
 	}
 	if _, err := os.Stat(nb.output); err != nil {

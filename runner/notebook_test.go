@@ -513,3 +513,22 @@ func chdirTemp(t *testing.T) string {
 	t.Chdir(wd)
 	return wd
 }
+
+// Ensure notebooks that cannot start fail with a message saying why: not JSON, or a language
+// without an installed kernel (naming the Debian package to install).
+func TestNotebookCannotStart(t *testing.T) {
+	needNotebooks(t)
+	rNotebook := strings.Replace(notebookJSON(t, "ir", nbCell{kind: "code", source: "print(1)"}), `"language": "python"`, `"language": "R"`, 1)
+	for name, tc := range map[string]struct{ src, want string }{
+		"bad.ipynb": {"{not json", "notebook bad.ipynb: NotJSONError"},
+		"r.ipynb":   {rNotebook, "no Jupyter kernel for this notebook: it asks for kernel 'ir' (language 'r')"},
+	} {
+		f := newNotebookFixture(t, map[string]string{name: tc.src})
+		chdirTemp(t)
+		var stdout bytes.Buffer
+		code := runner.Main(context.Background(), f.args(name), os.Getenv, nil, &stdout, io.Discard)
+		if code == 0 || !strings.Contains(stdout.String(), tc.want) || name == "r.ipynb" && !strings.Contains(stdout.String(), "install r-cran-irkernel") {
+			t.Errorf("%s: exit code %d, stdout lacks %q:\n%s", name, code, tc.want, stdout.String())
+		}
+	}
+}
