@@ -349,6 +349,11 @@ func (nb *notebookRun) finish(ctx context.Context, s *step, code int) error {
 		}
 		return nil
 	}
+	if s.getenv("ELYRA_GENERIC_NODES_ENABLE_SCRIPT_OUTPUT_TO_S3") == "false" {
+		// Elyra's switch for sites that must not store cell outputs (they may hold data).
+		s.sink.system("executed notebook not uploaded (ELYRA_GENERIC_NODES_ENABLE_SCRIPT_OUTPUT_TO_S3=false)")
+		return fail
+	}
 	key := OutputNotebookKey(s.cfg.directory, nb.source)
 	t := s.now()
 	// A fresh context: the executed notebook matters most when the step was cancelled or failed.

@@ -396,6 +396,18 @@ func TestNotebookPapermillFallback(t *testing.T) {
 	if got := readObject(t, f.store, runner.OutputNotebookKey(f.runDir, "p.ipynb")); string(got) != src {
 		t.Error("the notebook papermill wrote was not uploaded")
 	}
+
+	// Elyra's switch keeps cell outputs out of the bucket.
+	t.Setenv("ELYRA_GENERIC_NODES_ENABLE_SCRIPT_OUTPUT_TO_S3", "false")
+	f = newNotebookFixture(t, map[string]string{"p.ipynb": src})
+	chdirTemp(t)
+	stdout.Reset()
+	if code := runner.Main(context.Background(), f.args("p.ipynb"), os.Getenv, nil, &stdout, io.Discard); code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, stdout.String())
+	}
+	if _, err := f.store.Stat(context.Background(), runner.OutputNotebookKey(f.runDir, "p.ipynb")); err == nil {
+		t.Error("executed notebook uploaded although ELYRA_GENERIC_NODES_ENABLE_SCRIPT_OUTPUT_TO_S3=false")
+	}
 }
 
 // Ensure an R node runs with the real Rscript, live, and that a missing Rscript is a clear error.
