@@ -16,6 +16,7 @@ type Config struct {
 	Addr        string
 	Workspace   string
 	DataDir     string
+	MetadataDir string // runtimes and runtime images, Elyra's layout; default <DataDir>/metadata
 	Token       string
 	Origins     []string
 	StepBinary  string
@@ -68,6 +69,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.StringVar(&c.Addr, "addr", envOr(getenv, "KFBRIDGE_ADDR", "127.0.0.1:8765"), "listen address (env KFBRIDGE_ADDR)")
 	fs.StringVar(&c.Workspace, "workspace", envOr(getenv, "KFBRIDGE_WORKSPACE", "."), "workspace root; every submitted path is confined to it (env KFBRIDGE_WORKSPACE)")
 	fs.StringVar(&c.DataDir, "data-dir", envOr(getenv, "KFBRIDGE_DATA_DIR", defaultDataDir(getenv)), "run records, local object store and step working directories (env KFBRIDGE_DATA_DIR)")
+	fs.StringVar(&c.MetadataDir, "metadata-dir", getenv("KFBRIDGE_METADATA_DIR"), "runtime configurations and runtime images, in Elyra's layout; point it at Jupyter's <data dir>/metadata to share Elyra's (default <data-dir>/metadata; env KFBRIDGE_METADATA_DIR)")
 	fs.StringVar(&c.Token, "token", getenv("KFBRIDGE_TOKEN"), "API token; generated and printed when empty (env KFBRIDGE_TOKEN)")
 	fs.Var(&origins, "allow-origin", "extra browser origin allowed to open websockets, e.g. the JupyterLab URL (repeatable; env KFBRIDGE_ALLOW_ORIGINS, comma-separated)")
 	fs.StringVar(&c.StepBinary, "step-binary", getenv("KFBRIDGE_STEP_BINARY"), "path of kfbridge-step for the local runtime (default: beside this binary, then PATH)")
@@ -106,6 +108,11 @@ func (c *Config) validate() error {
 	c.Workspace = ws
 	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
 		errs = append(errs, fmt.Errorf("data dir: %w", err))
+	}
+	if c.MetadataDir == "" {
+		c.MetadataDir = filepath.Join(c.DataDir, "metadata")
+	} else if c.MetadataDir, err = filepath.Abs(c.MetadataDir); err != nil {
+		errs = append(errs, fmt.Errorf("metadata dir: %w", err))
 	}
 	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
 		errs = append(errs, errors.New("--s3-endpoint and --s3-bucket go together"))

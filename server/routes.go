@@ -20,6 +20,8 @@ type deps struct {
 	runs    *runs.Manager
 	logs    *logstream.Store
 	origins handlers.OriginChecker
+	// runtimes is the one runtime store behind /api/v1/runtimes and (later) Elyra's metadata API.
+	runtimes *runs.RuntimeStore
 }
 
 // addRoutes is the one list of kfbridge's endpoints.
@@ -48,6 +50,16 @@ func addRoutes(r chi.Router, d deps) {
 			r.Get("/runs/{id}", handlers.GetRun(d.log, d.runs).ServeHTTP)
 			r.Post("/runs/{id}:cancel", handlers.CancelRun(d.log, d.runs).ServeHTTP)
 			r.Get("/runs/{id}/logs", handlers.RunLogs(d.log, d.runs, d.logs, d.origins).ServeHTTP)
+			r.Get("/runtimes", handlers.ListRuntimes(d.log, d.runtimes).ServeHTTP)
+			r.Post("/runtimes", handlers.CreateRuntime(d.log, d.runtimes).ServeHTTP)
+			r.Get("/runtimes/{name}", handlers.GetRuntime(d.log, d.runtimes).ServeHTTP)
+			r.Put("/runtimes/{name}", handlers.UpdateRuntime(d.log, d.runtimes).ServeHTTP)
+			r.Delete("/runtimes/{name}", handlers.DeleteRuntime(d.log, d.runtimes).ServeHTTP)
+			r.Get("/runtime-images", handlers.ListRuntimeImages(d.log, d.runtimes).ServeHTTP)
+			r.Post("/runtime-images", handlers.CreateRuntimeImage(d.log, d.runtimes).ServeHTTP)
+			r.Get("/runtime-images/{name}", handlers.GetRuntimeImage(d.log, d.runtimes).ServeHTTP)
+			r.Put("/runtime-images/{name}", handlers.UpdateRuntimeImage(d.log, d.runtimes).ServeHTTP)
+			r.Delete("/runtime-images/{name}", handlers.DeleteRuntimeImage(d.log, d.runtimes).ServeHTTP)
 		})
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 			handlers.Error(d.log, w, r, errNotFound(r))

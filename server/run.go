@@ -38,6 +38,9 @@ commands:
   serve     run the kfbridge service (local runtime and local store by default)
   run       run a pipeline on an embedded server and follow its logs (no setup needed)
   submit    submit a pipeline to a kfbridge server; --follow prints step logs live
+  runtimes  manage runtime configurations: list, get, create, update, delete, import (Elyra's)
+  runtime-images
+            manage runtime images (the same subcommands)
   validate  check a pipeline (or notebook/script) and its files; exit 1 on errors
   step      run one pipeline step (the kfbridge-step runner, for the local runtime)
   version   print the version
@@ -64,6 +67,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runEmbedded(ctx, args[2:], getenv, stdout, stderr)
 	case "submit":
 		err = submitCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "runtimes", "runtime-images":
+		err = runtimesCmd(ctx, args[1], args[2:], getenv, stdout, stderr)
 	case "validate":
 		err = validateCmd(ctx, args[2:], stdout, stderr)
 	case "step":

@@ -70,6 +70,10 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	runtimes, err := runs.NewRuntimeStore(cfg.MetadataDir, runs.RuntimeStoreOptions{})
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -104,7 +108,7 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
-	addRoutes(r, deps{log: log, cfg: cfg, runs: mgr, logs: logs, origins: handlers.OriginChecker{Allowed: cfg.Origins}})
+	addRoutes(r, deps{log: log, cfg: cfg, runs: mgr, logs: logs, origins: handlers.OriginChecker{Allowed: cfg.Origins}, runtimes: runtimes})
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	host := cfg.Addr[:strings.LastIndex(cfg.Addr, ":")]
