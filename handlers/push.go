@@ -1,16 +1,13 @@
 package handlers
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
-
-	"github.com/kfbridge/kfbridge/logstream"
 )
 
 // maxPushBody caps one push request; the runner sends at most 256 KiB per request.
@@ -24,11 +21,13 @@ type PushAuth interface {
 
 // LineAppender stores pushed lines.
 type LineAppender interface {
-	Append(runID, stepID string, lines []logstream.Line) int64
+	// AppendNDJSON stores NDJSON lines and returns the highest seq held contiguously.
+	AppendNDJSON(runID, stepID string, body []byte) (int64, error)
 }
 
 // PushLines handles POST /api/v1/runs/{id}/steps/{step}/lines: the step runner's NDJSON lines. It
 // answers {"last_seq": N}, the highest seq held contiguously, so the runner knows what to resend.
+// Lines in the runner's canonical encoding are validated and stored as they are, never re-encoded.
 func PushLines(log *slog.Logger, auth PushAuth, store LineAppender) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runID, stepID := chi.URLParam(r, "id"), chi.URLParam(r, "step")
@@ -36,25 +35,16 @@ func PushLines(log *slog.Logger, auth PushAuth, store LineAppender) http.Handler
 			Error(log, w, r, fmt.Errorf("%w: push token not valid for this run and step", errUnauthorized))
 			return
 		}
-		sc := bufio.NewScanner(http.MaxBytesReader(w, r.Body, maxPushBody))
-		sc.Buffer(make([]byte, 0, 64<<10), maxPushBody)
-		var lines []logstream.Line
-		for sc.Scan() {
-			if len(sc.Bytes()) == 0 {
-				continue
-			}
-			var l logstream.Line
-			if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Seq < 1 {
-				Error(log, w, r, fmt.Errorf("%w: line %d: not a log line", errBadRequest, len(lines)+1))
-				return
-			}
-			lines = append(lines, l)
-		}
-		if err := sc.Err(); err != nil {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPushBody))
+		if err != nil {
 			Error(log, w, r, fmt.Errorf("%w: read lines: %v", errBadRequest, err))
 			return
 		}
-		last := store.Append(runID, stepID, lines)
+		last, err := store.AppendNDJSON(runID, stepID, body)
+		if err != nil {
+			Error(log, w, r, fmt.Errorf("%w: %v", errBadRequest, err))
+			return
+		}
 		encode(w, http.StatusOK, map[string]int64{"last_seq": last})
 	})
 }

@@ -2,9 +2,15 @@ package handlers
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -14,17 +20,20 @@ import (
 	"github.com/kfbridge/kfbridge/runs"
 )
 
-// Websocket timing, after gorilla's chat example: pings come from the single writer at 9/10 of the
-// pong wait, and every write has a deadline so a dead peer cannot hold the writer forever.
+// Websocket limits and timing (docs/protocol.md). Pings come from the single writer well within
+// the pong wait, and every write has a deadline so a dead peer cannot hold the writer forever.
 const (
-	writeWait  = 10 * time.Second
 	pongWait   = 60 * time.Second
-	pingPeriod = pongWait * 9 / 10
+	pingPeriod = 30 * time.Second
 	// readLimit caps client messages; viewers only send small control messages.
 	readLimit = 4096
-	// batchWait lets lines that arrive together leave in one frame without delaying a lone line
-	// noticeably.
-	batchWait = 5 * time.Millisecond
+	// maxBatchBytes closes a lines frame; a frame also closes as soon as the store has nothing
+	// more, so a lone line leaves at once and a burst leaves in 64 KiB frames.
+	maxBatchBytes = 64 << 10
+	// Close codes of the protocol.
+	CloseUnauthorized = 4001
+	CloseRunNotFound  = 4004
+	CloseSlowViewer   = 4008
 )
 
 // RunGetter reads a run's state.
@@ -32,120 +41,583 @@ type RunGetter interface {
 	Get(id string) (*runs.Run, error)
 }
 
-// frame is one websocket message from server to client.
-type frame struct {
-	Type     string           `json:"type"`
-	Run      string           `json:"run,omitempty"`
-	Step     string           `json:"step,omitempty"`
-	Lines    []logstream.Line `json:"lines,omitempty"`
-	Status   string           `json:"status,omitempty"`
-	ExitCode *int             `json:"exit_code,omitempty"`
-	Message  string           `json:"message,omitempty"`
-	Seq      int64            `json:"seq,omitempty"`
-	Data     any              `json:"data,omitempty"`
+// LogSocketConfig configures the log websockets.
+type LogSocketConfig struct {
+	Log     *slog.Logger
+	Runs    RunGetter
+	Logs    *logstream.Store
+	Origins OriginChecker
+	// Authorize reports whether the upgrade request itself is authenticated (Authorization header,
+	// ?token=, or a session cookie the web UI adds). Nil admits nobody before a first-message auth.
+	Authorize func(r *http.Request) bool
+	// CheckToken validates the token of a first {"type":"auth"} message. Nil refuses them.
+	CheckToken func(token string) bool
+	// Heartbeat (15 s), WriteWait (10 s) and AuthWait (5 s) default when zero.
+	Heartbeat time.Duration
+	WriteWait time.Duration
+	AuthWait  time.Duration
 }
 
-// RunLogs handles GET /api/v1/runs/{id}/logs: a websocket carrying every step's lines and the
-// run's status events from the start of the run, then live. The server closes the socket
-// normally after the run's final status. One goroutine writes; the handler's goroutine reads (so
-// pongs and close frames are processed), and neither ever blocks a producer: the writer pulls
-// from the log store at its own pace.
-func RunLogs(log *slog.Logger, svc RunGetter, store *logstream.Store, origins OriginChecker) http.Handler {
-	up := websocket.Upgrader{
-		ReadBufferSize:  1024,
-		WriteBufferSize: 32 << 10,
-		CheckOrigin:     origins.Check,
+func (c *LogSocketConfig) defaults() {
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.WriteWait <= 0 {
+		c.WriteWait = 10 * time.Second
+	}
+	if c.AuthWait <= 0 {
+		c.AuthWait = 5 * time.Second
+	}
+}
+
+// TokenAuth returns the Authorize and CheckToken functions for one API token: the token in an
+// "Authorization: Bearer" (or "token") header, or in ?token= on the upgrade request.
+func TokenAuth(token string) (authorize func(*http.Request) bool, check func(string) bool) {
+	check = func(got string) bool {
+		return got != "" && token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+	}
+	authorize = func(r *http.Request) bool {
+		got := bearer(r)
+		if got == "" {
+			got = r.URL.Query().Get("token")
+		}
+		return check(got)
+	}
+	return authorize, check
+}
+
+// LogSocket handles GET /api/v1/ws: one connection, any number of subscriptions.
+func LogSocket(cfg LogSocketConfig) http.Handler {
+	cfg.defaults()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		runID := chi.URLParam(r, "id")
-		if _, err := svc.Get(runID); err != nil {
-			Error(log, w, r, err)
-			return
-		}
-		if !origins.Check(r) {
-			Error(log, w, r, fmt.Errorf("%w: websocket origin %q is not allowed", errForbidden, r.Header.Get("Origin")))
-			return
-		}
-		conn, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return // the upgrader has answered the client
-		}
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		readDone := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			readUntilClosed(conn)
-			cancel() // the peer is gone: stop writing
-		}()
-		writeRun(ctx, conn, runID, store, log)
-		// Give the peer a moment to answer our close frame, then drop the connection, which also
-		// ends the reader.
-		select {
-		case <-readDone:
-		case <-time.After(2 * time.Second):
-		}
-		conn.Close()
-		<-readDone
+		serveSocket(cfg, w, r, nil)
 	})
 }
 
-// readUntilClosed processes control frames until the peer goes away or the writer closes the
-// connection.
-func readUntilClosed(conn *websocket.Conn) {
-	conn.SetReadLimit(readLimit)
-	conn.SetReadDeadline(time.Now().Add(pongWait))
-	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(pongWait)) })
-	for {
-		if _, _, err := conn.ReadMessage(); err != nil {
+// RunLogSocket handles GET /api/v1/runs/{id}/logs: a connection subscribed at once to every step
+// and event of the run (or to one ?step= from ?after_seq=), closed with 1000 after the run's final
+// event.
+func RunLogSocket(cfg LogSocketConfig) http.Handler {
+	cfg.defaults()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runID := chi.URLParam(r, "id")
+		if _, err := cfg.Runs.Get(runID); err != nil {
+			Error(cfg.Log, w, r, err)
 			return
+		}
+		q := r.URL.Query()
+		m := clientMsg{Type: "subscribe", Run: runID, Step: q.Get("step")}
+		m.AfterSeq, _ = strconv.ParseInt(q.Get("after_seq"), 10, 64)
+		m.EventsAfter, _ = strconv.ParseInt(q.Get("events_after"), 10, 64)
+		serveSocket(cfg, w, r, &m)
+	})
+}
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize: 1024,
+	// Idle connections hold no write buffer: it is taken from the pool for each frame.
+	WriteBufferPool: &sync.Pool{},
+}
+
+func serveSocket(cfg LogSocketConfig, w http.ResponseWriter, r *http.Request, preset *clientMsg) {
+	if !cfg.Origins.Check(r) {
+		Error(cfg.Log, w, r, fmt.Errorf("%w: websocket origin %q is not allowed", errForbidden, r.Header.Get("Origin")))
+		return
+	}
+	authed := cfg.Authorize != nil && cfg.Authorize(r)
+	up := upgrader
+	up.CheckOrigin = func(*http.Request) bool { return true } // checked above, with a problem answer
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered the client
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &wsConn{cfg: cfg, ws: ws, ctx: ctx, cancel: cancel, authed: authed, preset: preset,
+		wake: make(chan struct{}, 1), watching: map[string]func(){}}
+	if preset != nil {
+		c.closeOnRunEnd = true
+		if authed {
+			c.subscribe(*preset)
+		}
+	}
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		c.read()
+	}()
+	c.writeLoop()
+	cancel()
+	// Give the peer a moment to answer our close frame, then drop the connection, which also
+	// ends the reader.
+	select {
+	case <-readDone:
+	case <-time.After(time.Second):
+	}
+	ws.Close()
+	<-readDone
+	c.mu.Lock()
+	for _, stop := range c.watching {
+		stop()
+	}
+	c.mu.Unlock()
+}
+
+// clientMsg is any client → server message.
+type clientMsg struct {
+	Type        string           `json:"type"`
+	Token       string           `json:"token,omitempty"`
+	Run         string           `json:"run,omitempty"`
+	Step        string           `json:"step,omitempty"`
+	AfterSeq    int64            `json:"after_seq,omitempty"`
+	EventsAfter int64            `json:"events_after,omitempty"`
+	Steps       map[string]int64 `json:"steps,omitempty"`
+}
+
+// wsConn is one viewer connection: the reader goroutine handles client messages, the writer
+// goroutine (the only one writing to the socket) pulls every subscription from the store at the
+// connection's own pace.
+type wsConn struct {
+	cfg           LogSocketConfig
+	ws            *websocket.Conn
+	ctx           context.Context
+	cancel        context.CancelFunc
+	preset        *clientMsg
+	closeOnRunEnd bool
+	wake          chan struct{}
+
+	mu        sync.Mutex
+	authed    bool
+	subs      []*wsSub
+	outbox    [][]byte
+	watching  map[string]func()
+	closeCode int
+	closeText string
+}
+
+// wsSub is one subscription: a step, or "*" for every step and the events of a run.
+type wsSub struct {
+	run, step string
+	pos       map[string]int64 // last seq delivered per step
+	events    int64
+	ended     map[string]bool // step_end sent
+	live      map[string]bool // the viewer was caught up with the step at least once
+	known     []string        // the run's steps at subscribe time
+}
+
+func (s *wsSub) all() bool { return s.step == "" || s.step == "*" }
+
+func (c *wsConn) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// closeWith ends the connection with a close code, sent by the writer on its way out.
+func (c *wsConn) closeWith(code int, text string) {
+	c.mu.Lock()
+	if c.closeCode == 0 {
+		c.closeCode, c.closeText = code, text
+	}
+	c.mu.Unlock()
+	c.cancel()
+}
+
+func (c *wsConn) queue(v any) {
+	b, _ := json.Marshal(v)
+	c.mu.Lock()
+	c.outbox = append(c.outbox, b)
+	c.mu.Unlock()
+	c.poke()
+}
+
+type errorFrame struct {
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Run     string `json:"run,omitempty"`
+	Step    string `json:"step,omitempty"`
+}
+
+// read processes client messages until the peer goes away.
+func (c *wsConn) read() {
+	defer c.cancel()
+	ws := c.ws
+	ws.SetReadLimit(readLimit)
+	ws.SetReadDeadline(time.Now().Add(pongWait))
+	ws.SetPongHandler(func(string) error { return ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	c.mu.Lock()
+	authed := c.authed
+	c.mu.Unlock()
+	var authTimer *time.Timer
+	if !authed {
+		authTimer = time.AfterFunc(c.cfg.AuthWait, func() {
+			c.mu.Lock()
+			ok := c.authed
+			c.mu.Unlock()
+			if !ok {
+				c.closeWith(CloseUnauthorized, "authentication required")
+			}
+		})
+		defer authTimer.Stop()
+	}
+	for {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		ws.SetReadDeadline(time.Now().Add(pongWait))
+		var m clientMsg
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.queue(errorFrame{Type: "error", Code: "bad_message", Message: "not a JSON message: " + err.Error()})
+			continue
+		}
+		c.mu.Lock()
+		authed = c.authed
+		c.mu.Unlock()
+		switch {
+		case m.Type == "auth":
+			if c.cfg.CheckToken == nil || !c.cfg.CheckToken(m.Token) {
+				c.closeWith(CloseUnauthorized, "invalid token")
+				return
+			}
+			c.mu.Lock()
+			c.authed = true
+			c.mu.Unlock()
+			if c.preset != nil {
+				c.subscribe(*c.preset)
+			}
+		case !authed:
+			c.closeWith(CloseUnauthorized, "authenticate first")
+			return
+		case m.Type == "subscribe":
+			c.subscribe(m)
+		case m.Type == "unsubscribe":
+			c.unsubscribe(m)
+		default:
+			c.queue(errorFrame{Type: "error", Code: "bad_message", Message: fmt.Sprintf("unknown message type %q", m.Type)})
 		}
 	}
 }
 
-// writeRun is the connection's only writer.
-func writeRun(ctx context.Context, conn *websocket.Conn, runID string, store *logstream.Store, log *slog.Logger) {
-	cur := store.NewCursor(runID)
-	ping := time.NewTicker(pingPeriod)
-	defer ping.Stop()
-	write := func(v any) error {
-		conn.SetWriteDeadline(time.Now().Add(writeWait))
-		return conn.WriteJSON(v)
-	}
-	if err := write(frame{Type: "hello", Run: runID}); err != nil {
+func (c *wsConn) subscribe(m clientMsg) {
+	run, err := c.cfg.Runs.Get(m.Run)
+	if err != nil {
+		if c.preset != nil {
+			c.closeWith(CloseRunNotFound, "run not found")
+			return
+		}
+		c.queue(errorFrame{Type: "error", Code: "run_not_found", Message: err.Error(), Run: m.Run, Step: m.Step})
 		return
 	}
+	sub := &wsSub{run: m.Run, step: m.Step, pos: map[string]int64{}, ended: map[string]bool{}, live: map[string]bool{}}
+	if sub.all() {
+		sub.step = "*"
+		sub.events = max(m.EventsAfter, 0)
+		for _, s := range run.Steps {
+			sub.known = append(sub.known, s.ID)
+		}
+		for id, seq := range m.Steps {
+			sub.pos[id] = max(seq, 0)
+		}
+	} else {
+		sub.pos[m.Step] = max(m.AfterSeq, 0)
+	}
+	c.mu.Lock()
+	kept := c.subs[:0]
+	for _, s := range c.subs {
+		if s.run != sub.run || s.step != sub.step {
+			kept = append(kept, s)
+		}
+	}
+	c.subs = append(kept, sub)
+	if c.watching[m.Run] == nil {
+		c.watching[m.Run] = c.cfg.Logs.Notify(m.Run, c.wake)
+	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *wsConn) unsubscribe(m clientMsg) {
+	step := m.Step
+	if step == "" {
+		step = "*"
+	}
+	c.mu.Lock()
+	kept := c.subs[:0]
+	for _, s := range c.subs {
+		if s.run != m.Run || s.step != step {
+			kept = append(kept, s)
+		}
+	}
+	c.subs = kept
+	c.mu.Unlock()
+}
+
+var errDone = errors.New("connection done")
+
+func (c *wsConn) write(b []byte) error {
+	c.ws.SetWriteDeadline(time.Now().Add(c.cfg.WriteWait))
+	return c.ws.WriteMessage(websocket.TextMessage, b)
+}
+
+// writeLoop is the connection's only writer.
+func (c *wsConn) writeLoop() {
+	defer func() {
+		c.mu.Lock()
+		code, text := c.closeCode, c.closeText
+		c.mu.Unlock()
+		if code != 0 {
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		}
+	}()
+	ringLines, _ := c.cfg.Logs.Limits()
+	hello, _ := json.Marshal(map[string]any{"type": "hello", "v": 1, "server_time": time.Now().UTC(),
+		"heartbeat_ms": c.cfg.Heartbeat.Milliseconds(),
+		"limits":       map[string]int{"max_line": logstream.MaxLine, "max_batch_bytes": maxBatchBytes, "ring_lines": ringLines}})
+	if c.write(hello) != nil {
+		return
+	}
+	hb := time.NewTicker(c.cfg.Heartbeat)
+	defer hb.Stop()
+	ping := time.NewTicker(pingPeriod)
+	defer ping.Stop()
 	for {
-		b, changed := cur.Poll()
-		if b.Empty() {
-			select {
-			case <-ctx.Done():
+		c.mu.Lock()
+		out := c.outbox
+		c.outbox = nil
+		c.mu.Unlock()
+		for _, b := range out {
+			if c.write(b) != nil {
 				return
-			case <-ping.C:
-				conn.SetWriteDeadline(time.Now().Add(writeWait))
-				if err := conn.WriteMessage(websocket.PingMessage, nil); err != nil {
-					return
-				}
-			case <-changed:
-				// Give lines arriving together a moment to join one frame.
-				time.Sleep(batchWait)
 			}
+		}
+		sent, err := c.pass()
+		if err != nil {
+			return
+		}
+		if sent {
 			continue
 		}
-		for _, sl := range b.Lines {
-			if err := write(frame{Type: "lines", Step: sl.Step, Lines: sl.Lines}); err != nil {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.wake:
+		case <-hb.C:
+			if c.heartbeat() != nil {
 				return
 			}
-		}
-		for _, ev := range b.Events {
-			if err := write(frame{Type: ev.Type, Step: ev.Step, Status: ev.Status, ExitCode: ev.ExitCode, Message: ev.Message, Seq: ev.Seq, Data: ev.Data}); err != nil {
-				return
-			}
-			if ev.Type == logstream.EventRun && runs.Terminal(ev.Status) {
-				conn.SetWriteDeadline(time.Now().Add(writeWait))
-				conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "run "+ev.Status))
+		case <-ping.C:
+			if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteWait)) != nil {
 				return
 			}
 		}
 	}
+}
+
+// pass sends at most one frame per step of every subscription (round robin, so one busy step
+// cannot starve the others) plus the events that are due. It reports whether it sent anything.
+func (c *wsConn) pass() (bool, error) {
+	c.mu.Lock()
+	subs := append([]*wsSub(nil), c.subs...)
+	c.mu.Unlock()
+	sent := false
+	for _, sub := range subs {
+		if c.ctx.Err() != nil {
+			return sent, errDone
+		}
+		for _, id := range c.stepsOf(sub) {
+			s, err := c.sendStep(sub, id)
+			sent = sent || s
+			if err != nil {
+				return sent, err
+			}
+		}
+		if sub.all() {
+			s, err := c.sendEvents(sub)
+			sent = sent || s
+			if err != nil {
+				return sent, err
+			}
+		}
+	}
+	return sent, nil
+}
+
+func (c *wsConn) stepsOf(sub *wsSub) []string {
+	if !sub.all() {
+		return []string{sub.step}
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for _, id := range append(append([]string(nil), sub.known...), c.cfg.Logs.Steps(sub.run)...) {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+type gapFrame struct {
+	Type string `json:"type"`
+	Run  string `json:"run"`
+	Step string `json:"step"`
+	logstream.Gap
+}
+
+type stepEndFrame struct {
+	Type string `json:"type"`
+	Run  string `json:"run"`
+	Step string `json:"step"`
+	logstream.End
+}
+
+func (c *wsConn) sendStep(sub *wsSub, id string) (bool, error) {
+	if sub.ended[id] {
+		return false, nil
+	}
+	after := sub.pos[id]
+	ch, err := c.cfg.Logs.Read(c.ctx, sub.run, id, after, maxBatchBytes)
+	if errors.Is(err, logstream.ErrNoStep) {
+		return false, nil
+	}
+	if err != nil {
+		if c.ctx.Err() != nil {
+			return false, errDone
+		}
+		c.cfg.Log.Warn("read step log", "run_id", sub.run, "step", id, "err", err)
+		return false, nil
+	}
+	if ch.FromSpool && sub.live[id] && ch.End == nil {
+		// The viewer kept up once and has now fallen behind the in-memory window of a running
+		// step: it is not reading fast enough. It reconnects and resumes from its last seq.
+		c.closeWith(CloseSlowViewer, "slow viewer")
+		return false, errDone
+	}
+	sent := false
+	if ch.Gap != nil {
+		if err := c.write(mustJSON(gapFrame{Type: "gap", Run: sub.run, Step: id, Gap: *ch.Gap})); err != nil {
+			return false, err
+		}
+		sent = true
+	}
+	if len(ch.Records) > 0 {
+		if err := c.write(linesFrame(sub.run, id, ch.Records)); err != nil {
+			return false, err
+		}
+		sent = true
+	}
+	next := ch.Next(after)
+	sub.pos[id] = next
+	if next >= ch.Head {
+		sub.live[id] = true
+	}
+	if ch.End != nil {
+		if err := c.write(mustJSON(stepEndFrame{Type: "step_end", Run: sub.run, Step: id, End: *ch.End})); err != nil {
+			return false, err
+		}
+		sub.ended[id] = true
+		sent = true
+	}
+	return sent, nil
+}
+
+type eventFrame struct {
+	Type     string `json:"type"`
+	Run      string `json:"run"`
+	Step     string `json:"step,omitempty"`
+	Seq      int64  `json:"seq"`
+	TS       string `json:"ts"`
+	Status   string `json:"status,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Message  string `json:"message,omitempty"`
+	Data     any    `json:"data,omitempty"`
+}
+
+func (c *wsConn) sendEvents(sub *wsSub) (bool, error) {
+	sent := false
+	for _, ev := range c.cfg.Logs.Events(sub.run, sub.events) {
+		if ev.Type == logstream.EventStep && ev.Step != "" && terminalStatus(ev.Status) && !sub.ended[ev.Step] {
+			// A step's terminal event follows its last line: hold it while this viewer has not
+			// read the step's log to the end.
+			if e := c.cfg.Logs.StepEnd(sub.run, ev.Step); e != nil || c.cfg.Logs.LastSeq(sub.run, ev.Step) > sub.pos[ev.Step] {
+				return sent, nil
+			}
+		}
+		f := eventFrame{Type: ev.Type, Run: sub.run, Step: ev.Step, Seq: ev.Seq, TS: ev.TS.UTC().Format(time.RFC3339Nano),
+			Status: ev.Status, ExitCode: ev.ExitCode, Message: ev.Message, Data: ev.Data}
+		if err := c.write(mustJSON(f)); err != nil {
+			return sent, err
+		}
+		sent = true
+		sub.events = ev.Seq
+		if ev.Type == logstream.EventRun && terminalStatus(ev.Status) && c.closeOnRunEnd {
+			c.closeWith(websocket.CloseNormalClosure, "run "+ev.Status)
+			return sent, errDone
+		}
+	}
+	return sent, nil
+}
+
+func terminalStatus(s string) bool { return runs.Terminal(s) }
+
+// heartbeat tells the viewer the last seq the server holds for every subscribed step, so it can
+// notice a missed tail.
+func (c *wsConn) heartbeat() error {
+	c.mu.Lock()
+	subs := append([]*wsSub(nil), c.subs...)
+	c.mu.Unlock()
+	perRun := map[string]map[string]int64{}
+	for _, sub := range subs {
+		m := perRun[sub.run]
+		if m == nil {
+			m = map[string]int64{}
+			perRun[sub.run] = m
+		}
+		for _, id := range c.stepsOf(sub) {
+			m[id] = c.cfg.Logs.LastSeq(sub.run, id)
+		}
+	}
+	now := time.Now().UTC()
+	if len(perRun) == 0 {
+		return c.write(mustJSON(map[string]any{"type": "heartbeat", "ts": now, "steps": map[string]int64{}}))
+	}
+	for run, steps := range perRun {
+		if err := c.write(mustJSON(map[string]any{"type": "heartbeat", "run": run, "ts": now, "steps": steps})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// linesFrame builds a lines frame around the stored encodings: lines are never re-encoded per
+// viewer.
+func linesFrame(run, step string, recs []logstream.Record) []byte {
+	n := 64 + len(run) + len(step)
+	for _, r := range recs {
+		n += len(r.JSON) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"type":"lines","run":`...)
+	b = append(b, mustJSON(run)...)
+	b = append(b, `,"step":`...)
+	b = append(b, mustJSON(step)...)
+	b = append(b, `,"lines":[`...)
+	for i, r := range recs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, r.JSON...)
+	}
+	return append(b, ']', '}')
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -108,22 +109,68 @@ func (c *client) getRun(ctx context.Context, id string) (*runs.Run, error) {
 	return &r, err
 }
 
-// wsFrame mirrors the server's websocket frames.
+// wsFrame mirrors the server's websocket frames (docs/protocol.md); fields absent from a frame type
+// stay zero.
 type wsFrame struct {
 	Type     string           `json:"type"`
+	Run      string           `json:"run"`
 	Step     string           `json:"step"`
-	Lines    []logstream.Line `json:"lines"`
+	Lines    []logstream.Line `json:"-"` // "lines" frames
 	Status   string           `json:"status"`
 	ExitCode *int             `json:"exit_code"`
 	Message  string           `json:"message"`
 	Seq      int64            `json:"seq"`
+	// step_end ("lines" is a count there, an array in "lines" frames: see readFrame)
+	FinalSeq  int64 `json:"final_seq"`
+	LineCount int64 `json:"-"`
+	Truncated bool  `json:"truncated"`
+	// gap
+	FromSeq int64  `json:"from_seq"`
+	ToSeq   int64  `json:"to_seq"`
+	Reason  string `json:"reason"`
+	// error
+	Code string `json:"code"`
 }
 
-// follow streams a run's frames to fn until the run ends. After a dropped connection it reconnects
-// and skips what it has already seen (per-step line seqs and event seqs), so fn never sees a
-// duplicate. It returns the run's final status.
+// readFrame reads one server frame. The "lines" key holds the lines of a "lines" frame and the
+// line count of a "step_end" frame.
+func readFrame(conn *websocket.Conn) (wsFrame, error) {
+	var f struct {
+		wsFrame
+		Lines json.RawMessage `json:"lines"`
+	}
+	if err := conn.ReadJSON(&f); err != nil {
+		return wsFrame{}, err
+	}
+	out := f.wsFrame
+	if len(f.Lines) > 0 {
+		var err error
+		if out.Type == "lines" {
+			err = json.Unmarshal(f.Lines, &out.Lines)
+		} else {
+			err = json.Unmarshal(f.Lines, &out.LineCount)
+		}
+		if err != nil {
+			return out, fmt.Errorf("decode %s frame: %w", out.Type, err)
+		}
+	}
+	return out, nil
+}
+
+// followBackoff is the reconnect delay: 100 ms doubling to 10 s, with jitter so clients that lost
+// the server together do not come back together.
+func followBackoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt, 7)
+	d = min(d, 10*time.Second)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// follow streams a run's frames to fn until the run ends, over the multiplexed websocket. After a
+// dropped connection (or a slow-viewer eviction) it reconnects and resubscribes from the last line
+// seq of every step and the last event seq, and drops anything at or below them, so fn never sees
+// a duplicate or misses a line. It returns the run's final status.
 func (c *client) follow(ctx context.Context, runID string, fn func(wsFrame)) (string, error) {
-	u, err := url.Parse(c.base + "/api/v1/runs/" + url.PathEscape(runID) + "/logs")
+	u, err := url.Parse(c.base + "/api/v1/ws")
 	if err != nil {
 		return "", err
 	}
@@ -131,33 +178,41 @@ func (c *client) follow(ctx context.Context, runID string, fn func(wsFrame)) (st
 	hdr := http.Header{"Authorization": {"Bearer " + c.token}}
 	seen := map[string]int64{}
 	var lastEvent int64
-	backoff := 100 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	failures := 0
+	for {
 		conn, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), hdr)
 		if err != nil {
 			if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
 				return "", fmt.Errorf("follow run %s: %s", runID, resp.Status)
 			}
-			if attempt >= 20 || ctx.Err() != nil {
+			if failures >= 30 || ctx.Err() != nil {
 				return "", fmt.Errorf("follow run %s: %w", runID, err)
 			}
-			time.Sleep(backoff)
-			backoff = min(backoff*2, 5*time.Second)
+			sleepCtx(ctx, followBackoff(failures))
+			failures++
 			continue
 		}
 		final, err := func() (string, error) {
 			defer conn.Close()
 			stop := context.AfterFunc(ctx, func() { conn.Close() })
 			defer stop()
+			steps := map[string]int64{}
+			for k, v := range seen {
+				steps[k] = v
+			}
+			sub := map[string]any{"type": "subscribe", "run": runID, "step": "*", "events_after": lastEvent, "steps": steps}
+			if err := conn.WriteJSON(sub); err != nil {
+				return "", err
+			}
 			for {
-				var f wsFrame
-				if err := conn.ReadJSON(&f); err != nil {
+				f, err := readFrame(conn)
+				if err != nil {
 					return "", err
 				}
-				backoff = 100 * time.Millisecond
+				failures = 0
 				switch f.Type {
 				case "lines":
-					var fresh []logstream.Line
+					fresh := f.Lines[:0]
 					for _, l := range f.Lines {
 						if l.Seq > seen[f.Step] {
 							fresh = append(fresh, l)
@@ -168,7 +223,19 @@ func (c *client) follow(ctx context.Context, runID string, fn func(wsFrame)) (st
 						f.Lines = fresh
 						fn(f)
 					}
-				case "hello":
+				case "gap":
+					if f.ToSeq > seen[f.Step] {
+						seen[f.Step] = f.ToSeq
+						fn(f)
+					}
+				case "error":
+					if f.Code == "run_not_found" {
+						return "", &permanentError{fmt.Errorf("follow run %s: %s", runID, f.Message)}
+					}
+				case "hello", "heartbeat", "step_end":
+					if f.Type == "step_end" {
+						fn(f)
+					}
 				default:
 					if f.Seq <= lastEvent {
 						continue
@@ -187,11 +254,29 @@ func (c *client) follow(ctx context.Context, runID string, fn func(wsFrame)) (st
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
-			// The server closes normally only after the run's final event, which we returned on.
+		var pe *permanentError
+		if errors.As(err, &pe) {
+			return "", pe.err
 		}
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 5*time.Second)
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code == 4001 {
+			return "", fmt.Errorf("follow run %s: unauthorized: %s", runID, ce.Text)
+		}
+		sleepCtx(ctx, followBackoff(failures))
+		failures++
+	}
+}
+
+// permanentError ends a follow without reconnecting.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }

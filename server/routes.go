@@ -19,6 +19,7 @@ type deps struct {
 	cfg     *Config
 	runs    *runs.Manager
 	logs    *logstream.Store
+	archive logstream.Archive // the step logs the runners archive in the object store
 	origins handlers.OriginChecker
 	// runtimes is the one runtime store behind /api/v1/runtimes and (later) Elyra's metadata API.
 	runtimes *runs.RuntimeStore
@@ -32,6 +33,15 @@ func addRoutes(r chi.Router, d deps) {
 	r.Route("/api/v1", func(r chi.Router) {
 		// Step runners authenticate with their run's push token, not the user's API token.
 		r.Post("/runs/{id}/steps/{step}/lines", handlers.PushLines(d.log, d.runs, d.logs).ServeHTTP)
+		r.Post("/runs/{id}/steps/{step}/end", handlers.PushEnd(d.log, d.runs, d.logs).ServeHTTP)
+		// Log websockets authenticate themselves: browsers cannot set headers on a websocket, so
+		// they also accept the token in a first message (docs/protocol.md).
+		// The upgrade itself may carry the header, ?token= or the web UI's session cookie.
+		_, checkToken := handlers.TokenAuth(d.cfg.Token)
+		authorize := func(r *http.Request) bool { return handlers.Authenticated(r, d.cfg.Token) }
+		ws := handlers.LogSocketConfig{Log: d.log, Runs: d.runs, Logs: d.logs, Origins: d.origins, Authorize: authorize, CheckToken: checkToken}
+		r.Get("/ws", handlers.LogSocket(ws).ServeHTTP)
+		r.Get("/runs/{id}/logs", handlers.RunLogSocket(ws).ServeHTTP)
 		// The browser session (login/logout, CSRF token) checks credentials itself.
 		r.Handle("/session", handlers.Session(d.log, d.cfg.Token))
 
@@ -49,7 +59,9 @@ func addRoutes(r chi.Router, d deps) {
 			r.Get("/files", handlers.ListFiles(d.log, d.cfg.Workspace).ServeHTTP)
 			r.Get("/runs/{id}", handlers.GetRun(d.log, d.runs).ServeHTTP)
 			r.Post("/runs/{id}:cancel", handlers.CancelRun(d.log, d.runs).ServeHTTP)
-			r.Get("/runs/{id}/logs", handlers.RunLogs(d.log, d.runs, d.logs, d.origins).ServeHTTP)
+			logs := handlers.LogsConfig{Log: d.log, Runs: d.runs, Logs: d.logs, Archive: d.archive, TempDir: d.cfg.DataDir}
+			r.Get("/runs/{id}/steps/{step}/log", handlers.StepLog(logs).ServeHTTP)
+			r.Get("/runs/{id}/steps/{step}/log.txt", handlers.StepLogText(logs).ServeHTTP)
 			r.Get("/runtimes", handlers.ListRuntimes(d.log, d.runtimes).ServeHTTP)
 			r.Post("/runtimes", handlers.CreateRuntime(d.log, d.runtimes).ServeHTTP)
 			r.Get("/runtimes/{name}", handlers.GetRuntime(d.log, d.runtimes).ServeHTTP)

@@ -70,17 +70,22 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	runtimes, err := runs.NewRuntimeStore(cfg.MetadataDir, runs.RuntimeStoreOptions{})
-	if err != nil {
-		return err
-	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	logs := logstream.NewStore()
+	// Live logs: rings in memory, spools under the data dir, and the archive in the object store
+	// for steps this process does not hold (after a restart) or cannot receive pushes from.
+	logArchive := logstream.StoreArchive{Store: store, Prefix: prefix}
+	spoolDir := filepath.Join(cfg.DataDir, "spool")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		ln.Close()
+		return fmt.Errorf("create spool dir: %w", err)
+	}
+	logs := logstream.New(logstream.Options{SpoolDir: spoolDir, Archive: logArchive})
+	defer logs.Close()
 	// Steps reach the object store with the same settings, but never see the keys as flags: the
 	// local runtime passes them in the environment, like a Kubernetes Secret would.
 	stepStore := storeCfg
@@ -108,7 +113,7 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
-	addRoutes(r, deps{log: log, cfg: cfg, runs: mgr, logs: logs, origins: handlers.OriginChecker{Allowed: cfg.Origins}, runtimes: runtimes})
+	addRoutes(r, deps{log: log, cfg: cfg, runs: mgr, logs: logs, archive: logArchive, origins: handlers.OriginChecker{Allowed: cfg.Origins}})
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	host := cfg.Addr[:strings.LastIndex(cfg.Addr, ":")]
