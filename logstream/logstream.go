@@ -276,6 +276,21 @@ func (s *Store) Watch(runID string) (<-chan struct{}, func()) {
 	}
 }
 
+// Notify makes ch receive a value (without blocking: ch should have a buffer of 1) whenever
+// anything in the run changes, until stop is called. One channel may watch several runs, so a
+// connection multiplexing many subscriptions waits on a single channel.
+func (s *Store) Notify(runID string, ch chan struct{}) (stop func()) {
+	r := s.run(runID)
+	r.mu.Lock()
+	r.waiters[ch] = struct{}{}
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.waiters, ch)
+		r.mu.Unlock()
+	}
+}
+
 // Append adds lines of one step. Lines the store already holds (seq <= last) are ignored, so a
 // producer that retries never duplicates; appending stops at the first hole (seq > last+1), so
 // nothing is stored out of order. It returns the highest seq now held contiguously: a producer
