@@ -6,11 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"path/filepath"
-	"strings"
 
-	"github.com/kfbridge/kfbridge/handlers"
 	"github.com/kfbridge/kfbridge/kfp/compile"
 	"github.com/kfbridge/kfbridge/pipeline"
 	"github.com/kfbridge/kfbridge/runs"
@@ -104,33 +100,19 @@ func exportCmd(ctx context.Context, args []string, getenv func(string) string, s
 			e.stepBinary = cmd[0]
 		}
 	}
-	root := *workspace
-	if root == "" {
-		root, _ = os.Getwd()
+	root, rel, err := locate(file, *workspace)
+	if err != nil {
+		return err
 	}
-	root, _ = filepath.Abs(root)
-	abs, _ := filepath.Abs(file)
-	rel, err := filepath.Rel(root, abs)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return usageErr("%s is not inside the workspace %s (use --workspace)", file, root)
+	p, issues, err := loadLocal(root, rel)
+	if err != nil {
+		return err
 	}
-	rel = filepath.ToSlash(rel)
-	var p *pipeline.Pipeline
-	if strings.EqualFold(path.Ext(rel), ".pipeline") {
-		if issues := handlers.ValidateFile(root, rel); pipeline.HasErrors(issues) {
-			for _, is := range issues {
-				fmt.Fprintln(stderr, is.String())
-			}
-			return &exitError{code: 1, err: fmt.Errorf("%s: invalid pipeline", file)}
+	if p == nil {
+		for _, is := range issues {
+			fmt.Fprintln(stderr, is.String())
 		}
-		data, err := os.ReadFile(abs)
-		if err != nil {
-			return err
-		}
-		p, _ = pipeline.Parse(data)
-		pipeline.RebaseFilenames(p, path.Dir(rel))
-	} else if p, err = pipeline.FromFile(rel, pipeline.FileOptions{}); err != nil {
-		return usageErr("%v", err)
+		return &exitError{code: 1, err: fmt.Errorf("%s: invalid pipeline", file)}
 	}
 	data, err := e.export(ctx, getenv, p, root, *format, *noUpload)
 	if err != nil {

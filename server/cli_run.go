@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -27,25 +25,13 @@ func runEmbedded(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
-	abs, err := filepath.Abs(file)
+	root, rel, err := locate(file, o.workspace)
 	if err != nil {
 		return err
-	}
-	root := o.workspace
-	if root == "" {
-		cwd, _ := os.Getwd()
-		root = filepath.Dir(abs)
-		if r, err := filepath.Rel(cwd, abs); err == nil && !strings.HasPrefix(r, "..") {
-			root = cwd
-		}
 	}
 	cfg := &Config{Addr: "127.0.0.1:0", Workspace: root, DataDir: *dataDir, Token: randToken(), Parallelism: 4, MaxBundle: 512 << 20}
 	if err := cfg.validate(); err != nil {
 		return &exitError{code: 2, err: err}
-	}
-	rel, err := filepath.Rel(cfg.Workspace, evalOr(abs))
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return usageErr("%s is not inside the workspace %s (use --workspace)", file, cfg.Workspace)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -60,17 +46,10 @@ func runEmbedded(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	o.remotePath, o.follow = true, true // the embedded server lives only as long as this command
-	err = submitAndFollow(ctx, newClient(inst.URL, inst.Token), filepath.ToSlash(rel), o, stdout, stderr)
+	err = submitAndFollow(ctx, newClient(inst.URL, inst.Token), rel, o, stdout, stderr)
 	stop()
 	<-served
 	return err
-}
-
-func evalOr(p string) string {
-	if e, err := filepath.EvalSymlinks(p); err == nil {
-		return e
-	}
-	return p
 }
 
 // levelFilter passes only warning and error records of the text logger.

@@ -8,9 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -192,45 +190,19 @@ func followRun(ctx context.Context, c *client, run *runs.Run, jsonOut bool, stdo
 // makeBundle packs FILE and every file its nodes need into a tar.gz, with paths relative to the
 // workspace root. It returns FILE's path inside the bundle.
 func makeBundle(file, workspace string) (string, []byte, error) {
-	abs, err := filepath.Abs(file)
+	root, rel, err := locate(file, workspace)
 	if err != nil {
 		return "", nil, err
 	}
-	root := workspace
-	if root == "" {
-		cwd, _ := os.Getwd()
-		if r, err := filepath.Rel(cwd, abs); err == nil && !strings.HasPrefix(r, "..") {
-			root = cwd
-		} else {
-			root = filepath.Dir(abs)
-		}
-	}
-	if root, err = filepath.Abs(root); err != nil {
-		return "", nil, err
-	}
-	relOS, err := filepath.Rel(root, abs)
-	if err != nil || strings.HasPrefix(relOS, "..") {
-		return "", nil, usageErr("%s is not inside the workspace %s (use --workspace)", file, root)
-	}
-	rel := filepath.ToSlash(relOS)
 	files := map[string]bool{rel: true}
-	var p *pipeline.Pipeline
-	if strings.EqualFold(path.Ext(rel), ".pipeline") {
-		data, err := os.ReadFile(abs)
-		if err != nil {
-			return "", nil, err
-		}
-		var issues []pipeline.Issue
-		p, issues = pipeline.Parse(data)
-		if p == nil || pipeline.HasErrors(issues) {
-			return "", nil, fmt.Errorf("%s: %s", file, issueText(issues))
-		}
-		pipeline.RebaseFilenames(p, path.Dir(rel))
-	} else if p, err = pipeline.FromFile(rel, pipeline.FileOptions{}); err != nil {
+	// Validate before uploading anything: the same checks the server makes, with the same issues.
+	p, issues, err := loadLocal(root, rel)
+	if err != nil {
 		return "", nil, err
 	}
-	// The server validates again; here a bad path only means the file is left out of the bundle
-	// and the server's validation names the node and property.
+	if p == nil {
+		return "", nil, &exitError{code: 1, err: fmt.Errorf("%s: %s", file, issueText(issues))}
+	}
 	for _, n := range p.Nodes {
 		dir, deps, err := pipeline.NodeFiles(root, n)
 		if err != nil {

@@ -6,11 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strings"
 
-	"github.com/kfbridge/kfbridge/handlers"
 	"github.com/kfbridge/kfbridge/pipeline"
 )
 
@@ -29,35 +25,13 @@ func validateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	abs, err := filepath.Abs(file)
+	root, rel, err := locate(file, *workspace)
 	if err != nil {
-		return usageErr("%s: %v", file, err)
+		return err
 	}
-	if _, err := os.Stat(abs); err != nil {
-		return usageErr("%s: %v", file, err)
-	}
-	root := *workspace
-	if root == "" {
-		cwd, _ := os.Getwd()
-		root = filepath.Dir(abs)
-		if r, err := filepath.Rel(cwd, abs); err == nil && !strings.HasPrefix(r, "..") {
-			root = cwd
-		}
-	}
-	root, _ = filepath.Abs(root)
-	rel, err := filepath.Rel(root, abs)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return usageErr("%s is not inside the workspace %s (use --workspace)", file, root)
-	}
-	var issues []pipeline.Issue
-	if strings.EqualFold(filepath.Ext(rel), ".pipeline") {
-		issues = handlers.ValidateFile(root, filepath.ToSlash(rel))
-	} else {
-		p, err := pipeline.FromFile(filepath.ToSlash(rel), pipeline.FileOptions{})
-		if err != nil {
-			return usageErr("%v", err)
-		}
-		issues = pipeline.Validate(p, root)
+	_, issues, err := loadLocal(root, rel)
+	if err != nil {
+		return err
 	}
 	if issues == nil {
 		issues = []pipeline.Issue{}
