@@ -38,6 +38,7 @@ commands:
   serve     run the kfbridge service (local runtime and local store by default)
   run       run a pipeline on an embedded server and follow its logs (no setup needed)
   submit    submit a pipeline to a kfbridge server; --follow prints step logs live
+  logs      print (-f: follow) a run's or step's log; exits with the step's result
   runtimes  manage runtime configurations: list, get, create, update, delete, import (Elyra's)
   runtime-images
             manage runtime images (the same subcommands)
@@ -67,6 +68,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runEmbedded(ctx, args[2:], getenv, stdout, stderr)
 	case "submit":
 		err = submitCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "logs":
+		err = logsCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "runtimes", "runtime-images":
 		err = runtimesCmd(ctx, args[1], args[2:], getenv, stdout, stderr)
 	case "validate":
