@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -15,8 +16,8 @@ import (
 // BenchmarkNotebookOverhead compares a trivial 3-cell notebook run through the whole step runner
 // (archive download and extraction, interpreter probe, driver, executed-notebook upload, log
 // archive) with the same notebook run by the bare driver. The three variants are interleaved in
-// every iteration so machine load affects them alike. Metrics: seconds per run of each, and the
-// ratios step/bare.
+// every iteration so machine load affects them alike. Metrics: median seconds per run of each, and
+// the ratios of the medians step/bare.
 //
 //	go test ./runner -run '^$' -bench NotebookOverhead -benchtime 10x
 func BenchmarkNotebookOverhead(b *testing.B) {
@@ -56,22 +57,32 @@ func BenchmarkNotebookOverhead(b *testing.B) {
 			b.Fatalf("step exit code %d", code)
 		}
 	}
-	var tBare, tStep, tStepFixed time.Duration
-	timeIt := func(d *time.Duration, fn func()) {
+	var bareRuns, stepRuns, fixedRuns []float64
+	timeIt := func(runs *[]float64, fn func()) {
 		t := time.Now()
 		fn()
-		*d += time.Since(t)
+		*runs = append(*runs, time.Since(t).Seconds())
 	}
 	b.ResetTimer()
 	for range b.N {
-		timeIt(&tBare, bare)
-		timeIt(&tStep, func() { step("") })
-		timeIt(&tStepFixed, func() { step("/usr/bin/python3") })
+		timeIt(&bareRuns, bare)
+		timeIt(&stepRuns, func() { step("") })
+		timeIt(&fixedRuns, func() { step("/usr/bin/python3") })
 	}
-	n := float64(b.N)
-	b.ReportMetric(tBare.Seconds()/n, "bare-s/run")
-	b.ReportMetric(tStep.Seconds()/n, "step-s/run")
-	b.ReportMetric(tStepFixed.Seconds()/n, "step-fixed-python-s/run")
-	b.ReportMetric(tStep.Seconds()/tBare.Seconds(), "step/bare")
-	b.ReportMetric(tStepFixed.Seconds()/tBare.Seconds(), "step-fixed/bare")
+	// Medians: other work on the machine makes single runs swing by seconds.
+	mBare, mStep, mFixed := median(bareRuns), median(stepRuns), median(fixedRuns)
+	b.ReportMetric(mBare, "bare-s/run")
+	b.ReportMetric(mStep, "step-s/run")
+	b.ReportMetric(mFixed, "step-fixed-python-s/run")
+	b.ReportMetric(mStep/mBare, "step/bare")
+	b.ReportMetric(mFixed/mBare, "step-fixed/bare")
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
