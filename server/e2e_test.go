@@ -235,6 +235,7 @@ type event struct {
 	Status    string `json:"status"`
 	ExitCode  *int   `json:"exit_code"`
 	ID        string `json:"id"`
+	Phase     string `json:"phase"`
 	at        time.Time
 }
 
@@ -326,6 +327,15 @@ print("A: second line")
 	last := events[len(events)-1]
 	if last.Type != "run" || last.Status != "succeeded" || last.ID == "" {
 		t.Fatalf("last event = %+v, want the run succeeded", last)
+	}
+	packaged := map[string]bool{}
+	for _, e := range events {
+		if e.Type == "progress" && (e.Phase == "done" || e.Phase == "deduplicated") {
+			packaged[e.Step] = true
+		}
+	}
+	if !packaged["node-a"] || !packaged["node-b"] {
+		t.Errorf("packaging progress reported for %v, want both nodes", packaged)
 	}
 
 	resp, body := s.do(t, "GET", "/api/v1/runs/"+last.ID, nil, s.auth())
