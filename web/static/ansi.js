@@ -209,3 +209,17 @@ function renderEscapes(raw, state) {
   emit(raw.slice(last));
   return { html, text };
 }
+
+/**
+ * lineRow renders one protocol Line into a log row: {q: seq, h: html, t: lower-cased plain text,
+ * c: row classes (highlight, stream, partial)}.
+ */
+export function lineRow(l, state) {
+  const { html, text } = renderLine(l.text || '', state);
+  const lower = text.toLowerCase();
+  let c = highlight(lower);
+  if (l.stream === 'stderr') c += ' stderr';
+  else if (l.stream === 'system') c += ' system';
+  if (l.partial) c += ' partial';
+  return { q: l.seq, h: html, t: lower, c };
+}

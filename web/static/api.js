@@ -16,8 +16,11 @@ export class ApiError extends Error {
   constructor(status, message, problem) { super(message); this.status = status; this.problem = problem; }
 }
 
+/** baseURL is what relative URLs resolve against: the page, or the worker script (same directory). */
+export function baseURL() { return globalThis.document ? document.baseURI : self.location.href; }
+
 /** url resolves a relative API path against the page. */
-export function url(path) { return new URL(path, document.baseURI).href; }
+export function url(path) { return new URL(path, baseURL()).href; }
 
 /** request calls the API and returns the response; non-2xx responses throw ApiError. */
 export async function request(method, path, { body, headers = {}, signal } = {}) {

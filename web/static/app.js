@@ -2,7 +2,7 @@
 // keeps every request path relative to the page, so the app works under any proxy prefix.
 
 import { getJSON, postJSON, session, login, el, fmtDuration, fmtTime, fmtBytes, terminal, ApiError, fetchLog } from './api.js';
-import { LogStream } from './stream.js';
+import { Follower } from './follow.js';
 import { LogView } from './logview.js';
 import { renderDag } from './dag.js';
 
@@ -238,9 +238,10 @@ function runPage(id, step) {
     draw();
   };
 
-  const stream = new LogStream({
+  const stream = new Follower({
     run: id,
     on: {
+      rows: (s, rs) => view.addRows(s, rs),
       lines: (s, ls) => view.addLines(s, ls),
       event: applyEvent,
       stepEnd: (f) => {

@@ -3,11 +3,12 @@
 // KFP highlighting) in animation frames under a time budget, so a burst never blocks the main
 // thread; search scans the in-memory model in slices too (Ctrl+F cannot see virtualized rows).
 
-import { AnsiState, renderLine, highlight, escapeHTML, installColours } from './ansi.js';
+import { AnsiState, lineRow, escapeHTML, installColours } from './ansi.js';
 import { el } from './api.js';
 
-const BUDGET_MS = 8; // parsing/search work per frame
-const OVERSCAN = 20;
+const BUDGET_MS = 4; // main-thread work per frame: short tasks stay short even on a busy CPU
+const OVERSCAN = 12;
+const BACKLOG_RENDER_MS = 125;
 const MAX_ROWS = 250000; // beyond this the oldest rows are dropped (and can be loaded again)
 const TRIM_ROWS = 25000;
 const FOLLOW_TOLERANCE = 20; // px from the bottom that still counts as pinned (as KFP's viewer)
@@ -36,6 +37,7 @@ export class LogView {
     this.frame = 0;
     this.dirty = true;
     this.rowH = 18;
+    this.lastRender = 0;
     this.pool = [];
     this.query = '';
     this.matches = []; // visible positions of matching rows, ascending
@@ -105,6 +107,20 @@ export class LogView {
     this.schedule();
   }
 
+  /**
+   * addRows queues rows already rendered by the log worker, as columns {n, q: seqs, h, t, c: fields
+   * joined with NUL} (see logworker.js).
+   */
+  addRows(step, cols) {
+    if (!cols.n) return;
+    if (!this.firstSeq.has(step)) {
+      this.firstSeq.set(step, cols.q[0]);
+      if (cols.q[0] > 1 && this.loadEarlierFn && !this.multi) this.earlierBtn.hidden = false;
+    }
+    this.queue.push({ step, cols, q: cols.q, h: cols.h.split('\0'), t: cols.t.split('\0'), c: cols.c.split('\0'), len: cols.n });
+    this.schedule();
+  }
+
   /** addBanner queues a full-width notice row (step end, gap). */
   addBanner(step, html, kind) {
     this.queue.push({ step, banner: html, kind });
@@ -137,13 +153,21 @@ export class LogView {
     while (this.qi < this.queue.length && performance.now() - t0 < BUDGET_MS) {
       added += this.parseSome(this.queue[this.qi], t0);
       const item = this.queue[this.qi];
-      if (item.banner != null || item.off >= item.lines.length) this.qi++;
+      if (item.banner != null || item.off >= (item.cols ? item.len : item.lines.length)) this.qi++;
     }
     if (this.qi === this.queue.length) { this.queue = []; this.qi = 0; }
     else if (this.qi > 1024) { this.queue = this.queue.slice(this.qi); this.qi = 0; }
     if (this.rows.length > MAX_ROWS) this.trim(this.rows.length - MAX_ROWS + TRIM_ROWS);
     if (added) this.dirty = true;
-    this.render();
+    // While a backlog is being taken in (a late join, a replay), following the bottom would restyle
+    // every row every frame for text nobody can read at that speed: refresh the view ~8 times a
+    // second instead, and every frame otherwise.
+    const now = performance.now();
+    const busy = this.queue.length > 0 && this.follow;
+    if (!busy || now - this.lastRender >= BACKLOG_RENDER_MS || !this.lastRender) {
+      this.render();
+      this.lastRender = now;
+    }
     if (this.queue.length || this.searching) this.schedule();
   }
 
@@ -152,20 +176,24 @@ export class LogView {
       this.push({ s: item.step, q: 0, h: item.banner, t: '', c: `banner ${item.kind || ''}` });
       return 1;
     }
+    if (item.off == null) item.off = 0;
+    let n = 0;
+    if (item.cols) {
+      while (item.off < item.len) {
+        const i = item.off++;
+        this.push({ s: item.step, q: item.q[i], h: item.h[i], t: item.t[i], c: item.c[i] });
+        n++;
+        if ((n & 1023) === 0 && performance.now() - t0 >= BUDGET_MS) break;
+      }
+      return n;
+    }
     let st = this.states.get(item.step);
     if (!st) { st = new AnsiState(); this.states.set(item.step, st); }
-    if (item.off == null) item.off = 0;
     const ls = item.lines;
-    let n = 0;
     while (item.off < ls.length) {
-      const l = ls[item.off++];
-      const { html, text } = renderLine(l.text || '', st);
-      const lower = text.toLowerCase();
-      let c = highlight(lower);
-      if (l.stream === 'stderr') c += ' stderr';
-      else if (l.stream === 'system') c += ' system';
-      if (l.partial) c += ' partial';
-      this.push({ s: item.step, q: l.seq, h: html, t: lower, c });
+      const r = lineRow(ls[item.off++], st);
+      r.s = item.step;
+      this.push(r);
       n++;
       if ((n & 127) === 0 && performance.now() - t0 >= BUDGET_MS) break;
     }
@@ -308,14 +336,7 @@ export class LogView {
       const lines = await this.loadEarlierFn(step, from, first - 1 - from);
       if (!lines || !lines.length) { this.earlierBtn.textContent = 'Earlier lines unavailable'; return; }
       const st = new AnsiState(); // earlier colour state is unknown; start clean
-      const rows = lines.filter((l) => l.seq < first).map((l) => {
-        const { html, text } = renderLine(l.text || '', st);
-        const lower = text.toLowerCase();
-        let c = highlight(lower);
-        if (l.stream === 'stderr') c += ' stderr';
-        else if (l.stream === 'system') c += ' system';
-        return { s: step, q: l.seq, h: html, t: lower, c };
-      });
+      const rows = lines.filter((l) => l.seq < first).map((l) => { const r = lineRow(l, st); r.s = step; return r; });
       this.rows.unshift(...rows);
       this.firstSeq.set(step, rows.length ? rows[0].q : first);
       this.matches = this.matches.map((i) => i + rows.length);

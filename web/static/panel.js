@@ -4,7 +4,7 @@
 // server or written to access logs) and removed from the address at once.
 
 import { getJSON, setBearer, fetchLog, terminal } from './api.js';
-import { LogStream } from './stream.js';
+import { Follower } from './follow.js';
 import { LogView } from './logview.js';
 
 const params = new URLSearchParams(location.search);
@@ -47,10 +47,11 @@ if (!run) {
     if (st) setStatus(st.status, st.exit_code); else setStatus(r.status);
   }).catch((e) => { title.textContent = e.message; });
 
-  const stream = new LogStream({
+  const stream = new Follower({
     run,
     step,
     on: {
+      rows: (s, rs) => view.addRows(s, rs),
       lines: (s, ls) => view.addLines(s, ls),
       event: (f) => {
         if (step && f.type === 'step' && f.step === step) setStatus(f.status, f.exit_code);

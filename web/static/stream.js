@@ -7,7 +7,7 @@
 // lines are shown. After a drop it reconnects with exponential backoff and jitter (100 ms doubling
 // to 10 s) and resubscribes from its last seq and last event seq.
 
-import { fetchLog, getBearer, terminal } from './api.js';
+import { fetchLog, getBearer, terminal, baseURL } from './api.js';
 
 const FILL_CHUNK = 5000;
 
@@ -54,7 +54,7 @@ export class LogStream {
 
   wsURL() {
     const path = this.mode === 'ws' ? 'api/v1/ws' : `api/v1/runs/${encodeURIComponent(this.run)}/logs`;
-    const u = new URL(path, document.baseURI);
+    const u = new URL(path, baseURL());
     u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
     if (this.mode === 'run') {
       if (this.step) {
@@ -255,7 +255,7 @@ function probe() {
   if (!probed) {
     const h = {};
     if (getBearer()) h.Authorization = `Bearer ${getBearer()}`;
-    probed = fetch(new URL('api/v1/ws', document.baseURI), { headers: h, credentials: 'same-origin' })
+    probed = fetch(new URL('api/v1/ws', baseURL()), { headers: h, credentials: 'same-origin' })
       .then((r) => (r.status === 404 ? 'run' : 'ws'), () => 'run');
   }
   return probed;
