@@ -232,6 +232,11 @@ func TestNotebookLiveOutputParametersAndResult(t *testing.T) {
 	if c := nb.Cells[4]; c.ExecutionCount == nil || *c.ExecutionCount != 4 || len(c.Outputs) == 0 || c.Outputs[0].OutputType != "execute_result" {
 		t.Errorf("last cell = count %v outputs %+v; want execution count 4 with an execute_result", c.ExecutionCount, c.Outputs)
 	}
+	// One channel carries markers and both streams, so the archived log has them in kernel order.
+	logTxt := readObject(t, f.store, storage.StepKey(f.runDir, "step-1", "log.txt"))
+	if !strings.Contains(string(logTxt), "cell 3/4\nfirst 42 int from-pipeline\nsecond\nto stderr\ncell 4/4\n{'sum': 22}\n") {
+		t.Errorf("archived log.txt lacks the cell's lines in order:\n%s", logTxt)
+	}
 	// The bucket holds the executed notebook under its own name, never the source's.
 	if _, err := f.store.Stat(context.Background(), storage.OutputKey(f.runDir, "nb/live.ipynb")); err == nil {
 		t.Error("something was uploaded under the source notebook's name")
@@ -328,6 +333,17 @@ func TestNotebookCancelStopsKernel(t *testing.T) {
 	}
 }
 
+// needPython skips without /usr/bin/python3, except under CI=true, where it fails.
+func needPython(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no /usr/bin/python3")
+		}
+		t.Skip("no /usr/bin/python3")
+	}
+}
+
 // noNbclientPython writes an interpreter that cannot import nbclient: the real /usr/bin/python3
 // without its site directories (where Debian's python3-nbclient lives).
 func noNbclientPython(t *testing.T, dir string) string {
@@ -341,9 +357,7 @@ func noNbclientPython(t *testing.T, dir string) string {
 
 // Ensure a missing nbclient (and no papermill) fails the step with a message naming what to install.
 func TestNotebookMissingNbclient(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("no /usr/bin/python3")
-	}
+	needPython(t)
 	bin := t.TempDir()
 	t.Setenv("KFBRIDGE_NOTEBOOK_PYTHON", noNbclientPython(t, bin))
 	t.Setenv("PATH", bin)
@@ -365,9 +379,7 @@ func TestNotebookMissingNbclient(t *testing.T) {
 // uploads what it wrote. papermill is not installable here (PyPI only), so a shell script stands in
 // for it and records its command line; the real papermill is not exercised.
 func TestNotebookPapermillFallback(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("no /usr/bin/python3")
-	}
+	needPython(t)
 	bin := t.TempDir()
 	t.Setenv("KFBRIDGE_NOTEBOOK_PYTHON", noNbclientPython(t, bin))
 	argsFile := filepath.Join(bin, "args")
