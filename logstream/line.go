@@ -99,7 +99,7 @@ var errNotLine = errors.New("not a log line")
 // any other encoding is decoded and re-encoded canonically.
 func ParseRecord(b []byte) (Record, error) {
 	b = bytes.TrimSpace(b)
-	if seq, ok := canonicalSeq(b); ok && utf8.Valid(b) && json.Valid(b) {
+	if seq, ok := canonicalSeq(b); ok && utf8.Valid(b) && canonicalValid(b) {
 		return Record{Seq: seq, JSON: bytes.Clone(b)}, nil
 	}
 	var l Line
@@ -128,4 +128,86 @@ func canonicalSeq(b []byte) (int64, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// canonicalValid reports whether b is exactly a line in AppendJSON's form: a cheaper check than
+// json.Valid for the lines every runner sends. Anything else takes the decode path.
+func canonicalValid(b []byte) bool {
+	i, ok := expect(b, 0, `{"seq":`)
+	if !ok {
+		return false
+	}
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	if i, ok = expect(b, i, `,"ts":"`); !ok {
+		return false
+	}
+	for i < len(b) && b[i] != '"' {
+		c := b[i]
+		if !(c >= '0' && c <= '9' || c == '-' || c == ':' || c == '.' || c == 'T' || c == 'Z' || c == '+') {
+			return false
+		}
+		i++
+	}
+	if i, ok = expect(b, i, `","stream":`); !ok {
+		return false
+	}
+	if i, ok = jsonString(b, i); !ok {
+		return false
+	}
+	if i, ok = expect(b, i, `,"text":`); !ok {
+		return false
+	}
+	if i, ok = jsonString(b, i); !ok {
+		return false
+	}
+	if j, ok := expect(b, i, `,"partial":true`); ok {
+		i = j
+	}
+	return i == len(b)-1 && b[i] == '}'
+}
+
+func expect(b []byte, i int, s string) (int, bool) {
+	if len(b)-i < len(s) || string(b[i:i+len(s)]) != s {
+		return i, false
+	}
+	return i + len(s), true
+}
+
+// jsonString checks a JSON string starting at b[i] (the opening quote) and returns the index after
+// its closing quote. UTF-8 validity is checked by the caller.
+func jsonString(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return i, false
+	}
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return i, false
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return i, false
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(b)-i < 5 {
+					return i, false
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return i, false
+					}
+				}
+				i += 4
+			default:
+				return i, false
+			}
+		}
+	}
+	return i, false
 }

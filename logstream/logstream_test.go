@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/quick"
 	"time"
 
 	"github.com/kfbridge/kfbridge/storage"
@@ -281,5 +282,38 @@ func TestMemoryBoundedForMillionLines(t *testing.T) {
 	got, _ := readAll(t, s, "r", "s", 999_000, 64<<10)
 	if len(got) != 1000 || got[999].Seq != 1_000_000 {
 		t.Fatalf("tail read %d lines", len(got))
+	}
+}
+
+// Ensure the fast validity check of canonical lines agrees with encoding/json: whatever it
+// accepts is valid JSON, and malformed canonical-looking lines are rejected by ParseRecord.
+func TestCanonicalValidAgreesWithJSON(t *testing.T) {
+	good := AppendJSON(nil, Line{Seq: 3, TS: time.Unix(1, 5), Stream: Stdout, Text: "a\"b\\c\x01\x1b[1m é", Partial: true})
+	if !canonicalValid(good) {
+		t.Fatalf("canonical line rejected: %s", good)
+	}
+	bad := []string{
+		`{"seq":3,"ts":"x","stream":"stdout","text":"a"}`,
+		`{"seq":3,"ts":"2026","stream":"stdout","text":"a\q"}`,
+		`{"seq":3,"ts":"2026","stream":"stdout","text":"a` + "\x01" + `"}`,
+		`{"seq":3,"ts":"2026","stream":"stdout","text":"a"}}`,
+		`{"seq":3,"ts":"2026","stream":"stdout","text":"a","x":1}`,
+		`{"seq":3,"ts":"2026","stream":"stdout","text":"\u12"}`,
+	}
+	for _, b := range bad {
+		if canonicalValid([]byte(b)) && !json.Valid([]byte(b)) {
+			t.Errorf("accepted invalid JSON %s", b)
+		}
+		rec, err := ParseRecord([]byte(b))
+		if err == nil && !json.Valid(rec.JSON) {
+			t.Errorf("ParseRecord(%s) stored invalid JSON %s", b, rec.JSON)
+		}
+	}
+	f := func(seq uint32, text string, partial bool) bool {
+		b := AppendJSON(nil, Line{Seq: int64(seq) + 1, TS: time.Unix(int64(seq), 0), Stream: Stderr, Text: text, Partial: partial})
+		return canonicalValid(b) && json.Valid(b)
+	}
+	if err := quick.Check(f, nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -52,7 +52,20 @@ type sink struct {
 	truncated   bool
 	overflow    int64 // lines past the limit (stdout only)
 	subscribers []chan struct{}
+	lastFlush   time.Time
+	flushTimer  *time.Timer
 }
+
+// flushEvery bounds how often a flood of output is flushed: a line that arrives after a quiet
+// spell leaves at once, lines arriving faster are flushed together at most this much later, so a
+// child writing one line per syscall (python -u) does not cost several writes and a push per line.
+const flushEvery = 2 * time.Millisecond
+
+// floodGap and floodPause: see pump.
+const (
+	floodGap   = 200 * time.Microsecond
+	floodPause = 500 * time.Microsecond
+)
 
 func newSink(stdout, stderr, logFile, ndjson io.Writer, now func() time.Time, limit int64) *sink {
 	if limit <= 0 {
@@ -156,6 +169,11 @@ func (s *sink) flush() {
 }
 
 func (s *sink) flushLocked() {
+	s.lastFlush = s.now()
+	if s.flushTimer != nil {
+		s.flushTimer.Stop()
+		s.flushTimer = nil
+	}
 	for _, w := range []*bufio.Writer{s.stdout, s.stderr, s.logFile, s.ndjson} {
 		if w != nil {
 			w.Flush()
@@ -170,6 +188,21 @@ func (s *sink) flushLocked() {
 		case ch <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// idle is called when a reader has consumed everything its child wrote so far: it flushes at
+// once after a quiet spell, else at most flushEvery after the previous flush.
+func (s *sink) idle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wait := flushEvery - s.now().Sub(s.lastFlush)
+	if wait <= 0 {
+		s.flushLocked()
+		return
+	}
+	if s.flushTimer == nil {
+		s.flushTimer = time.AfterFunc(wait, s.flush)
 	}
 }
 
@@ -217,6 +250,7 @@ func (s *sink) lastSeq() (int64, int64) {
 // everything the child wrote so far.
 func (s *sink) pump(stream string, r io.Reader) error {
 	br := bufio.NewReaderSize(r, maxLine)
+	var lastDrain time.Time
 	for {
 		line, err := br.ReadSlice('\n')
 		switch {
@@ -242,7 +276,16 @@ func (s *sink) pump(stream string, r io.Reader) error {
 			return err
 		}
 		if br.Buffered() == 0 {
-			s.flush()
+			s.idle()
+			// A child flooding us one small write at a time (python -u) would cost a read per
+			// line; when the pipe was drained again right after the previous drain, pause
+			// briefly so the next read takes a pipe-full. Sparse output never pauses.
+			now := time.Now()
+			if now.Sub(lastDrain) < floodGap {
+				time.Sleep(floodPause)
+				now = time.Now()
+			}
+			lastDrain = now
 		}
 	}
 }
