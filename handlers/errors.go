@@ -55,6 +55,8 @@ func status(err error) int {
 		return http.StatusConflict
 	case errors.As(err, &mbe), errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, runs.ErrUpstream):
+		return http.StatusBadGateway
 	case errors.Is(err, context.Canceled):
 		return 499
 	}
@@ -72,7 +74,11 @@ func Error(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) 
 	}
 	if code >= 500 {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		p.Detail = "internal error; see the kfbridge server log"
+		if code != http.StatusBadGateway {
+			// A 502 names the system that failed (KFP, a runtime's object store) and what it said,
+			// which the user needs to fix a runtime configuration; other 5xx are kfbridge's own.
+			p.Detail = "internal error; see the kfbridge server log"
+		}
 	}
 	if code == 499 {
 		p.Title = "Client Closed Request"

@@ -1,7 +1,10 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +41,13 @@ type SubmitConfig struct {
 	MaxBundle int64
 	// Extract unpacks a tar.gz bundle into dest, refusing entries that escape it.
 	Extract func(ctx context.Context, r io.Reader, dest string) error
+	// Idempotency makes submissions with an Idempotency-Key header safe to retry; nil means the
+	// RunService's own store if it has one (Idempotency() *runs.IdempotencyStore).
+	Idempotency *runs.IdempotencyStore
 }
+
+// IdempotencyKeyHeader names the header that makes a submission safe to retry.
+const IdempotencyKeyHeader = "Idempotency-Key"
 
 // submitRequest is the JSON form of a submission, and the "options" part of a bundle upload.
 type submitRequest struct {
@@ -47,6 +56,8 @@ type submitRequest struct {
 	Path string `json:"path"`
 	// Name overrides the pipeline name.
 	Name string `json:"name,omitempty"`
+	// Runtime names the runtime configuration to run on (GET /api/v1/runtimes); default "local".
+	Runtime string `json:"runtime,omitempty"`
 	// Parameters override pipeline parameter values.
 	Parameters map[string]any `json:"parameters,omitempty"`
 	// File options for single-file submissions.
@@ -58,23 +69,69 @@ type submitRequest struct {
 // SubmitRun handles POST /api/v1/runs. The body is either JSON naming a file in the workspace
 // (a server beside JupyterLab) or multipart/form-data with a tar.gz "bundle" part holding the
 // pipeline and its files plus an "options" part with the same JSON (a client on another machine).
-// It answers 201 with the run as soon as the run exists; the run proceeds in the background.
+// It answers 201 with the run as soon as the run exists; the run proceeds in the background (on a
+// KFP runtime: once the KFP run exists, with kfp_run_id, run_url and object_storage_url).
+//
+// With an Idempotency-Key header, a retry of the same request (same credential, same key, within
+// 24 h) gets the first answer again, status and body, with header Idempotent-Replayed: true, and
+// never creates a second run; a retry arriving while the first is still processed waits for it.
+// Reusing a key for a different request is a 409.
 func SubmitRun(log *slog.Logger, svc RunService, cfg SubmitConfig) http.Handler {
+	if cfg.Idempotency == nil {
+		// The run manager keeps the answers in its data dir.
+		if p, ok := svc.(interface{ Idempotency() *runs.IdempotencyStore }); ok {
+			cfg.Idempotency = p.Idempotency()
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get(IdempotencyKeyHeader)
+		if key != "" && cfg.Idempotency != nil {
+			if err := runs.CheckIdempotencyKey(key); err != nil {
+				Error(log, w, r, err)
+				return
+			}
+		}
 		sub, req, err := readSubmission(w, r, cfg)
 		if err != nil {
 			Error(log, w, r, err)
 			return
 		}
-		p, err := loadPipeline(sub.Root, req)
-		if err != nil {
+		cleanup := func() {
 			if sub.Cleanup != nil {
 				sub.Cleanup()
 			}
+		}
+		p, err := loadPipeline(sub.Root, req)
+		if err != nil {
+			cleanup()
 			Error(log, w, r, err)
 			return
 		}
 		sub.Pipeline = p
+		sub.Runtime = req.Runtime
+		var claim *runs.IdempotencyClaim
+		if key != "" && cfg.Idempotency != nil {
+			prev, c, err := cfg.Idempotency.Begin(r.Context(), credentialScope(r), key, submissionFingerprint(r, req))
+			if err != nil {
+				cleanup()
+				Error(log, w, r, err)
+				return
+			}
+			if prev != nil {
+				cleanup()
+				w.Header().Set("Idempotent-Replayed", "true")
+				if prev.RunID != "" {
+					w.Header().Set("Location", "runs/"+prev.RunID)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("X-Content-Type-Options", "nosniff")
+				w.WriteHeader(prev.Status)
+				w.Write(prev.Body)
+				return
+			}
+			claim = c
+			defer claim.Release()
+		}
 		run, err := svc.Submit(r.Context(), sub)
 		if err != nil {
 			if sub.Cleanup != nil {
@@ -83,9 +140,41 @@ func SubmitRun(log *slog.Logger, svc RunService, cfg SubmitConfig) http.Handler 
 			Error(log, w, r, err)
 			return
 		}
+		var body bytes.Buffer
+		writeJSON(&body, run)
+		if claim != nil {
+			if err := claim.Commit(http.StatusCreated, body.Bytes(), run.ID); err != nil {
+				log.Error("idempotency: answer not kept", "run_id", run.ID, "err", err)
+			}
+		}
 		w.Header().Set("Location", "runs/"+run.ID)
-		encode(w, http.StatusCreated, run)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusCreated)
+		w.Write(body.Bytes())
 	})
+}
+
+// credentialScope is the digest of the credential a request authenticated with, so idempotency
+// keys of different credentials never meet.
+func credentialScope(r *http.Request) string {
+	cred := bearer(r)
+	if cred == "" {
+		if c, err := r.Cookie(SessionCookie); err == nil {
+			cred = c.Value
+		}
+	}
+	sum := sha256.Sum256([]byte(cred))
+	return hex.EncodeToString(sum[:])
+}
+
+// submissionFingerprint identifies what a submission asked for: its options (JSON or the bundle's
+// options part). A bundle's files are not hashed: a retry sends the same bundle.
+func submissionFingerprint(r *http.Request, req submitRequest) string {
+	b, _ := json.Marshal(req)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	sum := sha256.Sum256(append([]byte(ct+"\x00"), b...))
+	return hex.EncodeToString(sum[:])
 }
 
 func readSubmission(w http.ResponseWriter, r *http.Request, cfg SubmitConfig) (runs.Submission, submitRequest, error) {

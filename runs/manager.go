@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,6 +25,52 @@ type Runtime interface {
 	Execute(ctx context.Context, job *Job, rep Reporter) error
 }
 
+// Starter is implemented by runtimes that hand a run to another system (Kubeflow Pipelines). The
+// manager calls Start synchronously within the submission, so that packaging, compilation and
+// submission errors reach the caller and the submit answer carries the remote run's identity;
+// Execute then follows the started run in the background until it ends, and returns when ctx is
+// cancelled only once the remote run has been told to stop (or after a bounded wait).
+type Starter interface {
+	Start(ctx context.Context, job *Job, root string, progress func(Progress)) (*Started, error)
+}
+
+// Terminator is implemented by runtimes whose runs must be stopped by a request to another system.
+// Manager.Cancel calls Terminate before cancelling the run's context, so a failure to stop the
+// remote run is reported to the caller instead of being lost.
+type Terminator interface {
+	Terminate(ctx context.Context, job *Job) error
+}
+
+// Started describes a run a Starter has created elsewhere.
+type Started struct {
+	// KFPRunID is the run's ID in Kubeflow Pipelines; RunURL its page in the KFP UI.
+	KFPRunID string
+	RunURL   string
+	// RunDir is the run's directory in the runtime's object store; ObjectStoreURL points at it.
+	RunDir         string
+	ObjectStoreURL string
+	// Archive reads the step logs the runners write to the runtime's object store (segments while a
+	// step runs, the archive once it ended), so the live log can tail steps that cannot push.
+	Archive logstream.Archive
+	// Tasks maps the remote DAG task names to node IDs.
+	Tasks map[string]string
+}
+
+// RuntimeResolver returns the runtime of a named runtime configuration other than "local".
+type RuntimeResolver interface {
+	Resolve(ctx context.Context, name string) (Runtime, error)
+}
+
+// Error kinds of runtimes that talk to other systems.
+var (
+	// ErrUpstream wraps failures of a system kfbridge depends on (KFP, a runtime's object store);
+	// handlers answer 502 with the message, which names that system.
+	ErrUpstream = errors.New("upstream failure")
+	// ErrRemoteCancelled is returned by Execute when the remote run was stopped by someone else
+	// (e.g. terminated in the KFP UI): the run ends cancelled, not failed.
+	ErrRemoteCancelled = errors.New("run was cancelled outside kfbridge")
+)
+
 // Reporter receives step status changes from a runtime.
 type Reporter interface {
 	// StepStatus records a step's new status; exitCode is set when the step has ended.
@@ -43,6 +90,8 @@ type Job struct {
 	Store storage.Config
 	// PushToken authenticates the steps' log pushes for this run only.
 	PushToken string
+	// Remote is set once a Starter has created the run elsewhere.
+	Remote *Started
 }
 
 // Submission is a validated pipeline ready to run.
@@ -52,6 +101,8 @@ type Submission struct {
 	Root string
 	// Cleanup, if set, is called once the run no longer needs Root (uploaded bundles).
 	Cleanup func()
+	// Runtime names the runtime configuration to run on; "" means LocalRuntimeName.
+	Runtime string
 }
 
 // Config configures a Manager.
@@ -62,10 +113,19 @@ type Config struct {
 	// StoreConfig is passed to steps so they open the same store.
 	StoreConfig storage.Config
 	// Prefix is the object prefix (cos_object_prefix) under which runs and archives live.
-	Prefix  string
+	Prefix string
+	// Runtime is the local runtime, used for submissions naming no runtime or "local".
 	Runtime Runtime
-	Logs    *logstream.Store
-	Logger  *slog.Logger
+	// Runtimes resolves every other runtime name (KFP runtime configurations); nil means only the
+	// local runtime exists.
+	Runtimes RuntimeResolver
+	// Archives, if set, learns where the step logs of remote runs live; it should be the Archive the
+	// log store (Logs) tails.
+	Archives *ArchiveRouter
+	// StartTimeout bounds a Starter's Start (packaging, compiling, submitting); default 10 min.
+	StartTimeout time.Duration
+	Logs         *logstream.Store
+	Logger       *slog.Logger
 }
 
 // Manager tracks runs and drives them through packaging and a runtime.
@@ -76,6 +136,8 @@ type Manager struct {
 	runs    map[string]*Run
 	tokens  map[string]string // run id -> push token
 	cancels map[string]context.CancelFunc
+	remote  map[string]remoteRun // active runs of Starter runtimes
+	idem    *IdempotencyStore
 	wg      sync.WaitGroup
 	now     func() time.Time
 }
@@ -87,10 +149,19 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, runs: map[string]*Run{}, tokens: map[string]string{}, cancels: map[string]context.CancelFunc{}, now: time.Now}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 10 * time.Minute
+	}
+	m := &Manager{cfg: cfg, runs: map[string]*Run{}, tokens: map[string]string{}, cancels: map[string]context.CancelFunc{},
+		remote: map[string]remoteRun{}, now: time.Now}
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "runs"), 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	idem, err := NewIdempotencyStore(filepath.Join(cfg.DataDir, "idempotency"), 0)
+	if err != nil {
+		return nil, err
+	}
+	m.idem = idem
 	entries, _ := os.ReadDir(filepath.Join(cfg.DataDir, "runs"))
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, "runs", e.Name(), "run.json"))
@@ -128,21 +199,63 @@ func (m *Manager) replay(r *Run) {
 	m.cfg.Logs.Publish(r.ID, logstream.Event{Type: logstream.EventRun, Status: r.Status, Message: r.Error})
 }
 
+// remoteRun is an active run of a Starter runtime.
+type remoteRun struct {
+	rt   Terminator // nil if the runtime cannot stop its runs
+	job  *Job
+	stop context.CancelCauseFunc
+}
+
+// errShutdown cancels the watchers of remote runs when kfbridge stops: the runs go on remotely,
+// so they are left as they are instead of being ended as cancelled.
+var errShutdown = errors.New("kfbridge is shutting down")
+
+// runtime returns the runtime a submission names.
+func (m *Manager) runtime(ctx context.Context, name string) (Runtime, error) {
+	if name == "" || name == LocalRuntimeName {
+		return m.cfg.Runtime, nil
+	}
+	if m.cfg.Runtimes == nil {
+		return nil, fmt.Errorf("%w: runtime %q: only the local runtime is available", ErrInvalid, name)
+	}
+	rt, err := m.cfg.Runtimes.Resolve(ctx, name)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w: runtime %q does not exist (see GET /api/v1/runtimes)", ErrInvalid, name)
+		}
+		return nil, err
+	}
+	return rt, nil
+}
+
 // Submit registers a run and starts it in the background; it returns as soon as the run exists.
+// For a runtime that runs elsewhere (a Starter: Kubeflow Pipelines) it first packages, compiles and
+// submits, and returns once the remote run exists, with its ID and links.
 func (m *Manager) Submit(ctx context.Context, sub Submission) (*Run, error) {
 	p := sub.Pipeline
 	order, err := pipeline.TopoOrder(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	rt, err := m.runtime(ctx, sub.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	runtimeName := rt.Name()
+	if sub.Runtime != "" {
+		runtimeName = sub.Runtime
+	}
 	now := m.now().UTC()
-	r := &Run{ID: newID(now), Name: p.Name, Source: p.Source, Runtime: m.cfg.Runtime.Name(), Status: StatusPending, CreatedAt: now}
+	r := &Run{ID: newID(now), Name: p.Name, Source: p.Source, Runtime: runtimeName, Status: StatusPending, CreatedAt: now}
 	r.RunDir = storage.RunDir(m.cfg.Prefix, r.ID)
 	r.ObjectStoreURL = m.cfg.Store.Location() + "/" + r.RunDir
 	for _, n := range order {
 		r.Steps = append(r.Steps, &Step{ID: n.ID, Label: n.Label, File: n.Filename, Parents: n.Parents, Status: StatusPending})
 	}
 	job := &Job{RunID: r.ID, Name: p.Name, Pipeline: p, RunDir: r.RunDir, Store: m.cfg.StoreConfig, PushToken: randHex(24)}
+	if st, ok := rt.(Starter); ok {
+		return m.submitRemote(ctx, sub, rt, st, r, job)
+	}
 
 	// The run outlives the request that created it; only Cancel or Close stop it.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -169,19 +282,7 @@ func (m *Manager) Submit(ctx context.Context, sub Submission) (*Run, error) {
 }
 
 func (m *Manager) execute(ctx context.Context, runID string, job *Job, root string) {
-	archives, err := Package(ctx, m.cfg.Store, m.cfg.Prefix, root, job.Pipeline, PackageOptions{
-		Progress: func(p Progress) {
-			m.mu.Lock()
-			if r := m.runs[runID]; r != nil {
-				if r.Packaging == nil {
-					r.Packaging = map[string]Progress{}
-				}
-				r.Packaging[p.NodeID] = p
-			}
-			m.mu.Unlock()
-			m.cfg.Logs.Publish(runID, logstream.Event{Type: logstream.EventProgress, Step: p.NodeID, Status: p.Phase, Data: p})
-		},
-	})
+	archives, err := Package(ctx, m.cfg.Store, m.cfg.Prefix, root, job.Pipeline, PackageOptions{Progress: m.progress(runID)})
 	if err != nil {
 		if ctx.Err() != nil {
 			m.finish(runID, StatusCancelled, "cancelled while packaging")
@@ -198,13 +299,101 @@ func (m *Manager) execute(ctx context.Context, runID string, job *Job, root stri
 	})
 	m.cfg.Logs.Publish(runID, logstream.Event{Type: logstream.EventRun, Status: StatusRunning})
 	err = m.cfg.Runtime.Execute(ctx, job, &reporter{m: m, runID: runID})
+	m.conclude(ctx, runID, err)
+}
+
+// conclude ends a run after its runtime's Execute returned err.
+func (m *Manager) conclude(ctx context.Context, runID string, err error) {
 	switch {
 	case ctx.Err() != nil:
 		m.finish(runID, StatusCancelled, "cancelled")
+	case errors.Is(err, ErrRemoteCancelled):
+		m.finish(runID, StatusCancelled, err.Error())
 	case err != nil:
 		m.finish(runID, StatusFailed, err.Error())
 	default:
 		m.finish(runID, "", "")
+	}
+}
+
+// submitRemote runs a Starter's Start within the submission and, once the remote run exists,
+// follows it in the background. A submission whose Start fails leaves no run behind: nothing was
+// created remotely, and the caller gets the error.
+func (m *Manager) submitRemote(ctx context.Context, sub Submission, rt Runtime, st Starter, r *Run, job *Job) (*Run, error) {
+	defer func() {
+		if sub.Cleanup != nil {
+			sub.Cleanup() // the files are packaged (or will never be)
+		}
+	}()
+	m.mu.Lock()
+	m.runs[r.ID] = r
+	m.mu.Unlock()
+	m.cfg.Logs.Publish(r.ID, logstream.Event{Type: logstream.EventRun, Status: StatusPending})
+	m.cfg.Logger.Info("run submitted", "run_id", r.ID, "pipeline", r.Name, "steps", len(r.Steps), "runtime", r.Runtime)
+	// A client that disconnects must not abort a half-done submission: a retry (same
+	// Idempotency-Key) waits for this one and gets its answer.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StartTimeout)
+	started, err := st.Start(sctx, job, sub.Root, m.progress(r.ID))
+	cancel()
+	if err != nil {
+		m.mu.Lock()
+		delete(m.runs, r.ID)
+		m.mu.Unlock()
+		m.cfg.Logs.Publish(r.ID, logstream.Event{Type: logstream.EventRun, Status: StatusFailed, Message: err.Error()})
+		m.cfg.Logger.Warn("run not started", "run_id", r.ID, "runtime", r.Runtime, "err", err)
+		return nil, err
+	}
+	job.Remote = started
+	if m.cfg.Archives != nil && started.Archive != nil {
+		m.cfg.Archives.Set(r.ID, started.Archive)
+	}
+	runCtx, stop := context.WithCancelCause(context.WithoutCancel(ctx))
+	runCancel := func() { stop(nil) }
+	m.mu.Lock()
+	now := m.now().UTC()
+	r.Status, r.StartedAt = StatusRunning, &now
+	r.KFPRunID, r.RunURL = started.KFPRunID, started.RunURL
+	if started.RunDir != "" {
+		r.RunDir, job.RunDir = started.RunDir, started.RunDir
+	}
+	if started.ObjectStoreURL != "" {
+		r.ObjectStoreURL = started.ObjectStoreURL
+	}
+	m.cancels[r.ID] = runCancel
+	rr := remoteRun{job: job, stop: stop}
+	rr.rt, _ = rt.(Terminator)
+	m.remote[r.ID] = rr
+	m.save(r)
+	snapshot := r.clone()
+	m.mu.Unlock()
+	m.cfg.Logs.Publish(r.ID, logstream.Event{Type: logstream.EventRun, Status: StatusRunning})
+	m.cfg.Logger.Info("run started", "run_id", r.ID, "runtime", r.Runtime, "kfp_run_id", r.KFPRunID, "run_url", r.RunURL)
+
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer runCancel()
+		err := rt.Execute(runCtx, job, &reporter{m: m, runID: r.ID})
+		if errors.Is(context.Cause(runCtx), errShutdown) {
+			return // the run goes on remotely; its record stays as last seen
+		}
+		m.conclude(runCtx, r.ID, err)
+	}()
+	return snapshot, nil
+}
+
+// progress records and publishes packaging progress of a run.
+func (m *Manager) progress(runID string) func(Progress) {
+	return func(p Progress) {
+		m.mu.Lock()
+		if r := m.runs[runID]; r != nil {
+			if r.Packaging == nil {
+				r.Packaging = map[string]Progress{}
+			}
+			r.Packaging[p.NodeID] = p
+		}
+		m.mu.Unlock()
+		m.cfg.Logs.Publish(runID, logstream.Event{Type: logstream.EventProgress, Step: p.NodeID, Status: p.Phase, Data: p})
 	}
 }
 
@@ -249,6 +438,7 @@ func (m *Manager) finish(runID, status, msg string) {
 	m.mu.Lock()
 	delete(m.cancels, runID)
 	delete(m.tokens, runID)
+	delete(m.remote, runID)
 	m.mu.Unlock()
 }
 
@@ -305,6 +495,10 @@ func (m *Manager) save(r *Run) {
 	}
 }
 
+// Idempotency is the store of submission answers kept for Idempotency-Key retries
+// (<data dir>/idempotency).
+func (m *Manager) Idempotency() *IdempotencyStore { return m.idem }
+
 // Get returns a copy of a run.
 func (m *Manager) Get(id string) (*Run, error) {
 	m.mu.Lock()
@@ -328,17 +522,30 @@ func (m *Manager) List() []*Run {
 	return out
 }
 
-// Cancel stops an active run.
+// terminateTimeout bounds Cancel's request to stop a remote run.
+const terminateTimeout = 30 * time.Second
+
+// Cancel stops an active run. A remote run (KFP) is terminated there first; if that fails the
+// run keeps going and the error (ErrUpstream) says why.
 func (m *Manager) Cancel(id string) error {
 	m.mu.Lock()
 	r := m.runs[id]
 	cancel := m.cancels[id]
+	rr, isRemote := m.remote[id]
 	m.mu.Unlock()
 	if r == nil {
 		return fmt.Errorf("run %q: %w", id, ErrNotFound)
 	}
 	if cancel == nil {
 		return fmt.Errorf("run %q has already ended (%s): %w", id, r.Status, ErrConflict)
+	}
+	if isRemote && rr.rt != nil {
+		ctx, stop := context.WithTimeout(context.Background(), terminateTimeout)
+		err := rr.rt.Terminate(ctx, rr.job)
+		stop()
+		if err != nil {
+			return fmt.Errorf("cancel run %q: %w", id, err)
+		}
 	}
 	cancel()
 	return nil
@@ -359,6 +566,9 @@ func (m *Manager) CheckPushToken(runID, stepID, token string) bool {
 // Close cancels every active run and waits for them to wind down (steps receive SIGTERM).
 func (m *Manager) Close() {
 	m.mu.Lock()
+	for _, rr := range m.remote {
+		rr.stop(errShutdown)
+	}
 	for _, c := range m.cancels {
 		c()
 	}

@@ -81,6 +81,8 @@ type FakeRun struct {
 	Workflow map[string]any
 	// PipelineSpec is the IR pipeline spec (v2 sources); nil for Argo runs.
 	PipelineSpec map[string]any
+	// PlatformSpec is the IR package's Kubernetes platform spec (secretAsEnv, …) when it had one.
+	PlatformSpec map[string]any
 	// Parameters are the run's parameter values as sent.
 	Parameters map[string]any
 	// Steps in topological order.

@@ -235,13 +235,15 @@ func (s *Server) createRunV2(c *reqCtx) (any, *apiError) {
 			return nil, errf(http.StatusBadRequest, "Invalid input error: pipeline_spec: %v", err)
 		}
 		doc = normalizeNumbers(doc).(map[string]any)
+		var platform map[string]any
 		if inner := mapOf(doc["pipeline_spec"]); inner != nil {
-			doc = inner // {pipeline_spec, platform_spec} form
+			doc, platform = inner, mapOf(doc["platform_spec"]) // {pipeline_spec, platform_spec} form
 		}
 		t, err := checkIR(doc)
 		if err != nil {
 			return nil, errf(http.StatusBadRequest, "Invalid input error: %v", err)
 		}
+		t.platform = platform
 		tmpl = t
 	case ref.vid != "":
 		s.mu.Lock()
@@ -307,6 +309,9 @@ func (s *Server) startRun(run *FakeRun, t *template) *apiError {
 		run.Steps, err = stepsFromWorkflow(wf)
 	} else {
 		run.PipelineSpec = deepCopy(t.doc).(map[string]any)
+		if t.platform != nil {
+			run.PlatformSpec = deepCopy(t.platform).(map[string]any)
+		}
 		run.WorkflowName = dnsName(str(mapOf(run.PipelineSpec["pipelineInfo"])["name"])) + "-" + randSuffix(5)
 		run.Steps, err = stepsFromIR(run.PipelineSpec)
 	}

@@ -21,6 +21,8 @@ type template struct {
 	kind   string
 	doc    map[string]any // the Workflow or the PipelineSpec
 	params []string       // declared parameter names
+	// platform is the IR package's optional second document (the Kubernetes PlatformSpec).
+	platform map[string]any
 }
 
 // irTopLevel are PipelineSpec's fields; protojson rejects anything else (both spellings accepted).
@@ -67,7 +69,11 @@ func parseTemplate(content []byte) (*template, error) {
 		return lintWorkflow(first)
 	}
 	if _, ok := first["pipelineInfo"]; ok || first["root"] != nil || first["schemaVersion"] != nil {
-		return checkIR(first)
+		t, err := checkIR(first)
+		if err == nil && len(docs) > 1 {
+			t.platform = docs[1]
+		}
+		return t, err
 	}
 	return nil, fmt.Errorf("unknown template format: neither an Argo Workflow nor a KFP IR PipelineSpec")
 }
