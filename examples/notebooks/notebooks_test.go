@@ -255,3 +255,70 @@ func waitHealthy(t *testing.T, url string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Ensure a cell's lines reach the client of the service live: `kfbridge run NOTEBOOK --json` prints
+// what the service's follow stream delivers, and the line printed before a 1 s sleep arrives at
+// least 0.8 s before the one after it, both inside the cell (after its marker, before the upload).
+func TestLiveThroughService(t *testing.T) {
+	needNotebooks(t)
+	ws := t.TempDir()
+	nb := `{"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+ "cells": [{"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [],
+            "source": "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second')"}]}`
+	if err := os.WriteFile(filepath.Join(ws, "live.ipynb"), []byte(nb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "kfbridge"), "run", filepath.Join(ws, "live.ipynb"),
+		"--workspace", ws, "--data-dir", t.TempDir(), "--json")
+	cmd.Env = env(t)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	arrived := map[string]time.Time{}
+	order := map[string]int{}
+	var all []string
+	dec := json.NewDecoder(stdout)
+	for {
+		var ev struct{ Type, Stream, Text string }
+		if err := dec.Decode(&ev); err != nil {
+			break
+		}
+		if ev.Type != "line" {
+			continue
+		}
+		if _, seen := arrived[ev.Text]; !seen {
+			arrived[ev.Text], order[ev.Text] = time.Now(), len(all)
+		}
+		all = append(all, ev.Stream+": "+ev.Text)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("kfbridge run: %v\n%s\n%s", err, strings.Join(all, "\n"), stderr.String())
+	}
+	first, ok1 := arrived["first"]
+	second, ok2 := arrived["second"]
+	if !ok1 || !ok2 {
+		t.Fatalf("the cell's lines did not reach the client:\n%s", strings.Join(all, "\n"))
+	}
+	gap := second.Sub(first)
+	t.Logf("first line reached the client %v before the second", gap)
+	if gap < 800*time.Millisecond {
+		t.Errorf("first line arrived only %v before the second; want >= 0.8s", gap)
+	}
+	marker, okm := order["cell 1/1"]
+	upload := -1
+	for i, l := range all {
+		if strings.HasPrefix(l, "system: uploaded executed notebook live-output.ipynb") {
+			upload = i
+		}
+	}
+	if !okm || upload < 0 || !(marker < order["first"] && order["second"] < upload) {
+		t.Errorf("lines not inside the cell (marker %d, first %d, second %d, upload %d):\n%s",
+			marker, order["first"], order["second"], upload, strings.Join(all, "\n"))
+	}
+}
