@@ -165,6 +165,7 @@ func (s *step) findNotebookPython(wd string) (string, []string) {
 	}
 	type probe struct {
 		name, path, why string
+		duplicate       bool // resolves to an interpreter probed already
 		done            chan struct{}
 	}
 	env := s.childEnv()
@@ -180,7 +181,7 @@ func (s *step) findNotebookPython(wd string) (string, []string) {
 			continue
 		}
 		if seen[p] {
-			pr.why = "same as above"
+			pr.duplicate = true
 			close(pr.done)
 			continue
 		}
@@ -210,7 +211,7 @@ func (s *step) findNotebookPython(wd string) (string, []string) {
 	for _, pr := range probes {
 		<-pr.done
 		switch {
-		case pr.why == "same as above":
+		case pr.duplicate:
 		case pr.why == "":
 			// Later probes finish on their own; their processes end with the probe timeout at worst.
 			return pr.path, tried
