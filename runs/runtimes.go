@@ -1053,10 +1053,16 @@ func (s *RuntimeStore) write(space, name string, v any, exclusive bool) error {
 	}
 	final := s.file(space, name)
 	if exclusive {
-		if err := os.Link(tmp.Name(), final); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("%s %q already exists: %w", kindOf(space), name, ErrConflict)
-			}
+		err := linkFile(tmp.Name(), final)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			// Some volume types (SMB/Azure Files, a few FUSE filesystems) have no hard links:
+			// create the final file exclusively instead; only its content is then not atomic.
+			err = writeExclusive(final, b)
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s %q already exists: %w", kindOf(space), name, ErrConflict)
+		}
+		if err != nil {
 			return fmt.Errorf("runtime store: create %q: %w", name, err)
 		}
 	} else if err := os.Rename(tmp.Name(), final); err != nil {
@@ -1064,6 +1070,28 @@ func (s *RuntimeStore) write(space, name string, v any, exclusive bool) error {
 	}
 	syncDir(dir)
 	return nil
+}
+
+// linkFile is os.Link; tests replace it to emulate volumes without hard links.
+var linkFile = os.Link
+
+// writeExclusive creates path (failing with fs.ErrExist if it exists) with content b, mode 0600.
+func writeExclusive(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 func (s *RuntimeStore) remove(space, name string) error {
