@@ -20,6 +20,7 @@ The executed notebook is always written to OUT, also when a cell fails. Exit cod
 import argparse
 import json
 import keyword
+import math
 import os
 import re
 import signal
@@ -108,9 +109,11 @@ def resolve_type(value):
     except ValueError:
         pass
     try:
-        return float(value)
+        f = float(value)
     except ValueError:
         return value
+    # nan and inf have no literal in the kernel languages; they stay strings.
+    return f if math.isfinite(f) else value
 
 
 def literal(value, language):
@@ -124,10 +127,8 @@ def literal(value, language):
             return "TRUE"
         if value is False:
             return "FALSE"
-        if isinstance(value, int):
-            return "%dL" % value if abs(value) < 2**31 else repr(float(value))
-        if isinstance(value, float):
-            return repr(value)
+        if isinstance(value, (int, float)):
+            return repr(value)  # R reads both as double, like `x = 5` in an R parameters cell
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return None
 
