@@ -168,15 +168,15 @@ func TestNotebookLiveOutputParametersAndResult(t *testing.T) {
 	needNotebooks(t)
 	src := notebookJSON(t, "python3",
 		nbCell{kind: "markdown", source: "# live"},
-		nbCell{kind: "code", source: "alpha = 1\nlabel = 'default'", tags: []string{"parameters"}},
-		nbCell{kind: "code", source: "import sys, time\nprint('first', alpha * 2, type(alpha).__name__, label, flush=True)\ntime.sleep(1)\nprint('second')\nprint('to stderr', file=sys.stderr)"},
+		nbCell{kind: "code", source: "alpha = 1\nlabel = 'default'\nflag = False\nratio = 0.0", tags: []string{"parameters"}},
+		nbCell{kind: "code", source: "import sys, time\nprint('typed', flag is True, ratio * 2, 'nan' if isinstance(big, str) else big)\nprint('first', alpha * 2, type(alpha).__name__, label, flush=True)\ntime.sleep(1)\nprint('second')\nprint('to stderr', file=sys.stderr)"},
 		nbCell{kind: "code", source: "{'sum': alpha + 1}"},
 	)
 	f := newNotebookFixture(t, map[string]string{"live.ipynb": src})
 	wd := chdirTemp(t)
 	clock := &lineClock{}
 	var stderr bytes.Buffer
-	code := runner.Main(context.Background(), f.args("nb/live.ipynb", "--pipeline-parameters", "alpha=21;label=from-pipeline"),
+	code := runner.Main(context.Background(), f.args("nb/live.ipynb", "--pipeline-parameters", "alpha=21;label=from-pipeline;flag=true;ratio=0.25;big=nan"),
 		os.Getenv, nil, clock, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, clock, stderr.String())
@@ -195,6 +195,9 @@ func TestNotebookLiveOutputParametersAndResult(t *testing.T) {
 	open, next := clock.find("cell 3/4", false), clock.find("cell 4/4", false)
 	if open < 0 || next < 0 || !(open < first && second < next) {
 		t.Errorf("lines are not inside their cell's markers (cell 3/4 at %d, first %d, second %d, cell 4/4 at %d):\n%s", open, first, second, next, clock)
+	}
+	if clock.find("typed True 0.5 nan", false) < 0 {
+		t.Errorf("injected parameters are not typed as papermill's -p types them:\n%s", clock)
 	}
 	if clock.find("cell 2/4 (injected parameters)", false) < 0 {
 		t.Errorf("no marker for the injected parameters cell:\n%s", clock)
@@ -222,7 +225,7 @@ func TestNotebookLiveOutputParametersAndResult(t *testing.T) {
 	}
 	inj := nb.Cells[2]
 	if len(inj.Metadata.Tags) == 0 || inj.Metadata.Tags[0] != "injected-parameters" ||
-		joinSource(inj.Source) != "# Parameters\nalpha = 21\nlabel = 'from-pipeline'\n" {
+		joinSource(inj.Source) != "# Parameters\nalpha = 21\nlabel = 'from-pipeline'\nflag = True\nratio = 0.25\nbig = 'nan'\n" {
 		t.Errorf("cell after the parameters cell = tags %v source %q; want the injected parameters", inj.Metadata.Tags, joinSource(inj.Source))
 	}
 	out := nb.Cells[3].Outputs
@@ -234,7 +237,7 @@ func TestNotebookLiveOutputParametersAndResult(t *testing.T) {
 	}
 	// One channel carries markers and both streams, so the archived log has them in kernel order.
 	logTxt := readObject(t, f.store, storage.StepKey(f.runDir, "step-1", "log.txt"))
-	if !strings.Contains(string(logTxt), "cell 3/4\nfirst 42 int from-pipeline\nsecond\nto stderr\ncell 4/4\n{'sum': 22}\n") {
+	if !strings.Contains(string(logTxt), "cell 3/4\ntyped True 0.5 nan\nfirst 42 int from-pipeline\nsecond\nto stderr\ncell 4/4\n{'sum': 22}\n") {
 		t.Errorf("archived log.txt lacks the cell's lines in order:\n%s", logTxt)
 	}
 	// The bucket holds the executed notebook under its own name, never the source's.
