@@ -137,7 +137,10 @@ func Login(log *slog.Logger, token string) func(http.Handler) http.Handler {
 			q.Del("token")
 			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Referrer-Policy", "no-referrer")
-			http.Redirect(w, r, relativeSelf(r.URL.Path, q), http.StatusSeeOther)
+			// Not http.Redirect: it would resolve the reference against the path this server sees,
+			// which lacks a proxy's prefix. The browser resolves it against the URL it used.
+			w.Header().Set("Location", relativeSelf(r.URL.Path, q))
+			w.WriteHeader(http.StatusSeeOther)
 		})
 	}
 }
