@@ -191,6 +191,10 @@ type RuntimeStore struct {
 // NewRuntimeStore opens (creating it if needed, mode 0700) the metadata directory dir, usually
 // <data dir>/metadata, or Jupyter's <data dir>/metadata to share instances with Elyra.
 func NewRuntimeStore(dir string, opts RuntimeStoreOptions) (*RuntimeStore, error) {
+	if dir == "" {
+		// Relative to the working directory would scatter secrets wherever the process started.
+		return nil, errors.New("runtime store: no metadata directory configured")
+	}
 	for _, space := range []string{SchemaspaceRuntimes, SchemaspaceRuntimeImages} {
 		if err := os.MkdirAll(filepath.Join(dir, space), 0o700); err != nil {
 			return nil, fmt.Errorf("runtime store: create %s: %w", space, err)
