@@ -26,6 +26,7 @@ import re
 import signal
 import sys
 import time
+import warnings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -168,14 +169,14 @@ def inject_parameters(nb, params, language, nbformat, chan):
 
 
 def choose_kernel(nb, ksm):
-    """Returns (name, language): the notebook's kernelspec if installed, else the first installed
+    """Returns (name, spec): the notebook's kernelspec if installed, else the first installed
     kernel of the notebook's language."""
     specs = ksm.find_kernel_specs()
     meta = nb.metadata.get("kernelspec", {}) or {}
     name = meta.get("name") or ""
     language = (meta.get("language") or nb.metadata.get("language_info", {}).get("name") or "").lower()
     if name in specs:
-        return name, ksm.get_kernel_spec(name).language.lower()
+        return name, ksm.get_kernel_spec(name)
     if not language and not name:
         language = "python"
     for candidate in sorted(specs):
@@ -184,7 +185,7 @@ def choose_kernel(nb, ksm):
         except Exception:  # a broken kernel.json must not hide the others
             continue
         if spec.language.lower() == language:
-            return candidate, language
+            return candidate, spec
     hint = {"python": "python3-ipykernel", "r": "r-cran-irkernel"}.get(language, "a Jupyter kernel for it")
     raise LookupError(
         "no Jupyter kernel for this notebook: it asks for kernel %r (language %r); installed kernels: %s; install %s"
@@ -223,6 +224,15 @@ def main():
             % (e, sys.executable)
         )
         return EXIT_MISSING
+
+    try:
+        # nbformat >= 5.1 warns on every read of a 4.5 notebook whose cells lack ids and adds them
+        # itself; the warning means nothing to a pipeline's log.
+        from nbformat.warnings import MissingIDFieldWarning
+
+        warnings.simplefilter("ignore", MissingIDFieldWarning)
+    except ImportError:
+        pass
 
     try:
         params = json.loads(args.parameters)
@@ -272,7 +282,8 @@ def main():
     client = None
     try:
         nb = nbformat.read(args.notebook, as_version=4)
-        kernel, language = choose_kernel(nb, KernelSpecManager())
+        kernel, spec = choose_kernel(nb, KernelSpecManager())
+        language = spec.language.lower()
         inject_parameters(nb, params, language, nbformat, chan)
         # Numbered like the execution counts a fresh kernel gives: only code cells that run.
         skip_tag = NotebookClient.skip_cells_with_tag.default_value
@@ -309,6 +320,12 @@ def main():
             chan.system("kernel ready%s after %.1fs" % (" (pid %s)" % pid if pid else "", time.monotonic() - started))
 
         client.on_notebook_start = on_notebook_start
+        if any("ipykernel" in a for a in spec.argv):
+            # ipykernel 6 tees output written to the process's file descriptors (subprocesses, C
+            # libraries) to both the notebook and its own stdout/stderr, which are the runner's:
+            # every such line would be logged twice. Without the capture it is logged once, through
+            # the runner's pipes; the executed notebook then lacks it, as with ipykernel 5.
+            client.extra_arguments = list(client.extra_arguments) + ["--IPKernelApp.capture_fd_output=False"]
         client.execute()
     except CellExecutionError as e:
         chan.flush()

@@ -252,7 +252,7 @@ func TestNotebookLiveOutputParametersAndResult(t *testing.T) {
 func TestNotebookFailingCell(t *testing.T) {
 	needNotebooks(t)
 	src := notebookJSON(t, "no-such-kernel",
-		nbCell{kind: "code", source: "print('before')"},
+		nbCell{kind: "code", source: "import os\nos.system('echo from-a-subprocess')\nprint('before')"},
 		nbCell{kind: "markdown", source: "text"},
 		nbCell{kind: "code", source: ""},
 		nbCell{kind: "code", source: "x = 1\n1/0"},
@@ -273,6 +273,13 @@ func TestNotebookFailingCell(t *testing.T) {
 	}
 	if strings.Contains(out, "never printed") {
 		t.Error("a cell after the failing one ran")
+	}
+	// Output a subprocess writes to the kernel's descriptors is logged once, not once per path.
+	if n := strings.Count(out, "from-a-subprocess\n"); n != 1 {
+		t.Errorf("subprocess output logged %d times, want once:\n%s", n, out)
+	}
+	if strings.Contains(stderr.String(), "Warning") {
+		t.Errorf("driver warnings in the user's log:\n%s", stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "ZeroDivisionError") {
 		t.Errorf("the traceback is not on stderr:\n%s", stderr.String())
