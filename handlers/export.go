@@ -54,4 +54,3 @@ func pathBase(p string) string {
 	}
 	return p
 }
-

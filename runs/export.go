@@ -178,4 +178,4 @@ func (hashOnly) Stat(ctx context.Context, key string) (storage.Info, error) {
 	return storage.Info{}, fmt.Errorf("%s: %w", key, storage.ErrNotExist)
 }
 func (hashOnly) List(ctx context.Context, prefix string) ([]storage.Info, error) { return nil, nil }
-func (hashOnly) Location() string                                               { return "(not uploaded)" }
+func (hashOnly) Location() string                                                { return "(not uploaded)" }
