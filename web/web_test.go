@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -95,5 +96,37 @@ func TestEveryURLIsRelative(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// colors.css must hold the 256-colour palette the ANSI renderer's classes refer to: 16 base colours,
+// the 6x6x6 cube (levels 0, 95, 135, …, 255) and 24 grays (8, 18, …, 238), each as .fN and .bN.
+func TestColoursCSS(t *testing.T) {
+	b, err := static.ReadFile("static/colors.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	css := string(b)
+	base := []string{"#000000", "#cd3131", "#0dbc79", "#e5e510", "#2472c8", "#bc3fbc", "#11a8cd", "#e5e5e5",
+		"#666666", "#f14c4c", "#23d18b", "#f5f543", "#3b8eea", "#d670d6", "#29b8db", "#ffffff"}
+	levels := []int{0, 95, 135, 175, 215, 255}
+	want := append([]string(nil), base...)
+	for r := 0; r < 6; r++ {
+		for g := 0; g < 6; g++ {
+			for b := 0; b < 6; b++ {
+				want = append(want, fmt.Sprintf("rgb(%d, %d, %d)", levels[r], levels[g], levels[b]))
+			}
+		}
+	}
+	for i := 0; i < 24; i++ {
+		v := 8 + 10*i
+		want = append(want, fmt.Sprintf("rgb(%d, %d, %d)", v, v, v))
+	}
+	for i, c := range want {
+		for _, rule := range []string{fmt.Sprintf(".f%d{color:%s}", i, c), fmt.Sprintf(".b%d{background-color:%s}", i, c)} {
+			if !strings.Contains(css, rule) {
+				t.Errorf("colors.css lacks %s", rule)
+			}
+		}
 	}
 }

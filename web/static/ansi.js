@@ -4,31 +4,7 @@
 // A line is parsed once, on arrival, with the SGR state carried over from the step's previous line,
 // so a virtualized row renders from its stored HTML without replaying earlier lines.
 
-const BASE16 = ['#000000', '#cd3131', '#0dbc79', '#e5e510', '#2472c8', '#bc3fbc', '#11a8cd', '#e5e5e5',
-  '#666666', '#f14c4c', '#23d18b', '#f5f543', '#3b8eea', '#d670d6', '#29b8db', '#ffffff'];
 const CUBE = [0, 95, 135, 175, 215, 255];
-
-/** palette returns the 256-colour xterm palette as CSS colours. */
-export function palette() {
-  const p = BASE16.slice();
-  for (let r = 0; r < 6; r++) for (let g = 0; g < 6; g++) for (let b = 0; b < 6; b++) {
-    p.push(`rgb(${CUBE[r]}, ${CUBE[g]}, ${CUBE[b]})`);
-  }
-  for (let i = 0; i < 24; i++) { const v = 8 + 10 * i; p.push(`rgb(${v}, ${v}, ${v})`); }
-  return p;
-}
-
-let installed = false;
-/** installColours adds the f0..f255 / b0..b255 classes once (CSSOM, so a strict CSP allows it). */
-export function installColours(doc = document) {
-  if (installed) return;
-  installed = true;
-  const sheet = new CSSStyleSheet();
-  const rules = [];
-  palette().forEach((c, i) => { rules.push(`.f${i}{color:${c}}`, `.b${i}{background-color:${c}}`); });
-  sheet.replaceSync(rules.join('\n'));
-  doc.adoptedStyleSheets = [...doc.adoptedStyleSheets, sheet];
-}
 
 function nearest256(r, g, b) {
   const q = (v) => (v < 48 ? 0 : v < 115 ? 1 : Math.min(5, Math.floor((v - 35) / 40)));

@@ -241,7 +241,7 @@ function runPage(id, step) {
   const stream = new Follower({
     run: id,
     on: {
-      rows: (s, rs) => view.addRows(s, rs),
+      chunk: (ch) => view.addChunk(ch),
       lines: (s, ls) => view.addLines(s, ls),
       event: applyEvent,
       stepEnd: (f) => {

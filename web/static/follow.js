@@ -1,6 +1,6 @@
 // follow starts following a run (or one step) for a page: in a worker (logworker.js) when the
-// browser allows it, else on the main thread with LogStream. Callbacks: rows(step, cols) from the
-// worker (columns: {n, q, h, t, c}, see logworker.js) or lines(step, lines) from the fallback, plus event, stepEnd, gap, state and done as in
+// browser allows it, else on the main thread with LogStream. Callbacks: chunk(chunk) from the
+// worker (see chunk.js) or lines(step, lines) from the fallback, plus event, stepEnd, gap, state and done as in
 // LogStream.
 
 import { LogStream } from './stream.js';
@@ -51,7 +51,7 @@ export class Follower {
   dispatch(m) {
     const on = this.on;
     switch (m.type) {
-      case 'cols': if (on.rows) on.rows(m.step, m); break;
+      case 'chunk': if (on.chunk) on.chunk(m.chunk); break;
       case 'event': if (on.event) on.event(m.f); break;
       case 'stepEnd': if (on.stepEnd) on.stepEnd(m.f); break;
       case 'gap': if (on.gap) on.gap(m.step, m.a, m.b, m.reason); break;

@@ -1,17 +1,19 @@
 // LogView renders a step's (or a run's) log: a virtualized list of fixed-height rows, so 100,000+
-// lines cost only the ~60 rows on screen. Arriving lines are queued and parsed (ANSI, `\r` collapse,
-// KFP highlighting) in animation frames under a time budget, so a burst never blocks the main
-// thread; search scans the in-memory model in slices too (Ctrl+F cannot see virtualized rows).
+// lines cost only the ~60 rows on screen. Rows are stored in chunks (chunk.js) as the log worker
+// renders them; a chunk is appended in O(1), so a burst never blocks the main thread, and search
+// runs String.indexOf over whole chunks in animation-frame slices (Ctrl+F cannot see virtualized
+// rows).
 
-import { AnsiState, lineRow, escapeHTML, installColours } from './ansi.js';
+import { AnsiState, lineRow, escapeHTML } from './ansi.js';
+import { makeChunk, field, rowAt } from './chunk.js';
 import { el } from './api.js';
 
 const BUDGET_MS = 4; // main-thread work per frame: short tasks stay short even on a busy CPU
 const OVERSCAN = 12;
 const BACKLOG_RENDER_MS = 125;
-const MAX_ROWS = 250000; // beyond this the oldest rows are dropped (and can be loaded again)
-const TRIM_ROWS = 25000;
+const MAX_ROWS = 500000; // beyond this the oldest chunks are dropped (and can be loaded again)
 const FOLLOW_TOLERANCE = 20; // px from the bottom that still counts as pinned (as KFP's viewer)
+const LINES_PER_CHUNK = 256; // main-thread fallback: lines rendered per slice
 
 export class LogView {
   /**
@@ -19,29 +21,28 @@ export class LogView {
    * @param {object} o
    * @param {boolean} o.multi rows of several steps: show a step column
    * @param {(step: string) => string} o.label step label for the step column
-   * @param {(step: string, beforeSeq: number, n: number) => Promise<object[]|null>} o.loadEarlier fetches lines
+   * @param {(step: string, afterSeq: number, n: number) => Promise<object[]|null>} o.loadEarlier fetches lines
    */
   constructor(host, { multi = false, label = (s) => s, loadEarlier = null } = {}) {
-    installColours();
     this.host = host;
     this.multi = multi;
     this.label = label;
     this.loadEarlierFn = loadEarlier;
-    this.rows = [];
-    this.vis = null; // indices of rows shown when a step filter is set
+    this.chunks = []; // each with .start, its first row's index
+    this.total = 0;
+    this.vis = null; // row indices shown when a step filter is set
     this.filter = null;
     this.queue = [];
     this.qi = 0;
     this.states = new Map();
     this.follow = true;
     this.frame = 0;
-    this.dirty = true;
     this.rowH = 18;
     this.lastRender = 0;
     this.pool = [];
     this.query = '';
     this.matches = []; // visible positions of matching rows, ascending
-    this.matchSet = new Set(); // the matching row objects
+    this.matchSet = new Set(); // row indices of matches
     this.cur = -1;
     this.searchGen = 0;
     this.searching = false;
@@ -73,58 +74,54 @@ export class LogView {
     let t = 0;
     this.search.addEventListener('input', () => { clearTimeout(t); t = setTimeout(() => this.setQuery(this.search.value), 150); });
     this.search.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter') { e.preventDefault(); clearTimeout(t); if (this.search.value !== this.query) this.setQuery(this.search.value); else this.step(e.shiftKey ? -1 : 1); }
+      if (e.key === 'Enter') { e.preventDefault(); clearTimeout(t); if (this.search.value.toLowerCase() !== this.query) this.setQuery(this.search.value); else this.step(e.shiftKey ? -1 : 1); }
     });
     this.scroller.addEventListener('scroll', () => {
       const s = this.scroller;
       const atBottom = s.scrollTop + s.clientHeight >= s.scrollHeight - FOLLOW_TOLERANCE;
       if (atBottom !== this.follow) this.setFollow(atBottom, false);
+      this.lastRender = 0; // the user is looking: draw now
       this.schedule();
     }, { passive: true });
-    new ResizeObserver(() => { this.dirty = true; this.schedule(); }).observe(this.scroller);
-    const probe = el('div', { class: 'ln' }, 'x');
-    this.rowsEl.append(probe);
-    this.rowH = probe.getBoundingClientRect().height || 18;
-    probe.remove();
+    new ResizeObserver(() => this.schedule()).observe(this.scroller);
   }
 
   setFollow(on, scroll = true) {
     this.follow = on;
     this.followBtn.classList.toggle('on', on);
-    if (on && scroll) { this.dirty = true; this.schedule(); }
+    if (on && scroll) this.schedule();
   }
 
   /** setStatus shows a short text in the bar (connection state). */
-  setStatus(s) { this.status = s; this.dirty = true; this.schedule(); }
+  setStatus(s) { this.status = s; this.schedule(); }
 
-  /** addLines queues lines of one step (already deduplicated and in seq order). */
+  /** addChunk queues a chunk of rows rendered by the log worker. */
+  addChunk(ch) {
+    if (!ch.n) return;
+    this.noteFirst(ch.step, ch.q[0]);
+    this.queue.push({ chunk: ch });
+    this.schedule();
+  }
+
+  /** addLines queues raw protocol lines of one step (main-thread fallback), rendered in slices. */
   addLines(step, lines) {
-    if (!this.firstSeq.has(step) && lines.length) {
-      this.firstSeq.set(step, lines[0].seq);
-      if (lines[0].seq > 1 && this.loadEarlierFn && !this.multi) this.earlierBtn.hidden = false;
-    }
-    this.queue.push({ step, lines });
+    if (!lines.length) return;
+    this.noteFirst(step, lines[0].seq);
+    this.queue.push({ step, lines, off: 0 });
     this.schedule();
   }
 
-  /**
-   * addRows queues rows already rendered by the log worker, as columns {n, q: seqs, h, t, c: fields
-   * joined with NUL} (see logworker.js).
-   */
-  addRows(step, cols) {
-    if (!cols.n) return;
-    if (!this.firstSeq.has(step)) {
-      this.firstSeq.set(step, cols.q[0]);
-      if (cols.q[0] > 1 && this.loadEarlierFn && !this.multi) this.earlierBtn.hidden = false;
-    }
-    this.queue.push({ step, cols, q: cols.q, h: cols.h.split('\0'), t: cols.t.split('\0'), c: cols.c.split('\0'), len: cols.n });
-    this.schedule();
-  }
-
-  /** addBanner queues a full-width notice row (step end, gap). */
+  /** addBanner queues a full-width notice row (step end, gap); text is HTML. */
   addBanner(step, html, kind) {
-    this.queue.push({ step, banner: html, kind });
+    const text = html.replace(/<[^>]*>/g, '').toLowerCase();
+    this.queue.push({ chunk: makeChunk(step, [{ q: 0, h: html, t: text, c: `banner ${kind || ''}` }]) });
     this.schedule();
+  }
+
+  noteFirst(step, seq) {
+    if (this.firstSeq.has(step)) return;
+    this.firstSeq.set(step, seq);
+    if (seq > 1 && this.loadEarlierFn && !this.multi) this.earlierBtn.hidden = false;
   }
 
   /** setFilter shows only the rows of one step (null: all). */
@@ -133,15 +130,39 @@ export class LogView {
     if (step == null) this.vis = null;
     else {
       this.vis = [];
-      for (let i = 0; i < this.rows.length; i++) if (this.rows[i].s === step) this.vis.push(i);
+      for (const ch of this.chunks) if (ch.step === step) for (let j = 0; j < ch.n; j++) this.vis.push(ch.start + j);
     }
-    this.dirty = true;
     if (this.query) this.setQuery(this.query, true);
-    if (this.follow) this.schedule(); else { this.scroller.scrollTop = 0; this.schedule(); }
+    if (!this.follow) this.scroller.scrollTop = 0;
+    this.lastRender = 0;
+    this.schedule();
   }
 
-  size() { return this.vis ? this.vis.length : this.rows.length; }
-  at(i) { return this.vis ? this.rows[this.vis[i]] : this.rows[i]; }
+  /** size is the number of rows shown (with the filter). */
+  size() { return this.vis ? this.vis.length : this.total; }
+  /** count is the number of rows held. */
+  countRows() { return this.total; }
+
+  /** locate returns [chunk, row in chunk] of row index i. */
+  locate(i) {
+    const cs = this.chunks;
+    let lo = 0, hi = cs.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (cs[mid].start <= i) lo = mid; else hi = mid - 1;
+    }
+    const ch = cs[lo];
+    return [ch, i - ch.start];
+  }
+
+  /** row returns row index i as {i, s, q, h, t, c}. */
+  row(i) {
+    const [ch, j] = this.locate(i);
+    return { i, s: ch.step, q: ch.q[j], h: field(ch.h, ch.ho, j), t: field(ch.t, ch.to, j), c: field(ch.c, ch.co, j) };
+  }
+
+  /** indexAt maps a visible position to a row index. */
+  indexAt(pos) { return this.vis ? this.vis[pos] : pos; }
 
   schedule() {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.tick(); });
@@ -149,80 +170,68 @@ export class LogView {
 
   tick() {
     const t0 = performance.now();
-    let added = 0;
     while (this.qi < this.queue.length && performance.now() - t0 < BUDGET_MS) {
-      added += this.parseSome(this.queue[this.qi], t0);
       const item = this.queue[this.qi];
-      if (item.banner != null || item.off >= (item.cols ? item.len : item.lines.length)) this.qi++;
+      if (item.chunk) { this.pushChunk(item.chunk); this.qi++; continue; }
+      // Fallback lines: render a slice into a chunk.
+      let st = this.states.get(item.step);
+      if (!st) { st = new AnsiState(); this.states.set(item.step, st); }
+      const end = Math.min(item.lines.length, item.off + LINES_PER_CHUNK);
+      const rows = [];
+      for (let k = item.off; k < end; k++) rows.push(lineRow(item.lines[k], st));
+      item.off = end;
+      this.pushChunk(makeChunk(item.step, rows));
+      if (item.off >= item.lines.length) this.qi++;
     }
     if (this.qi === this.queue.length) { this.queue = []; this.qi = 0; }
     else if (this.qi > 1024) { this.queue = this.queue.slice(this.qi); this.qi = 0; }
-    if (this.rows.length > MAX_ROWS) this.trim(this.rows.length - MAX_ROWS + TRIM_ROWS);
-    if (added) this.dirty = true;
+    if (this.total > MAX_ROWS) this.trim();
     // While a backlog is being taken in (a late join, a replay), following the bottom would restyle
     // every row every frame for text nobody can read at that speed: refresh the view ~8 times a
     // second instead, and every frame otherwise.
     const now = performance.now();
-    const busy = this.queue.length > 0 && this.follow;
-    if (!busy || now - this.lastRender >= BACKLOG_RENDER_MS || !this.lastRender) {
+    if (!(this.queue.length && this.follow) || now - this.lastRender >= BACKLOG_RENDER_MS) {
       this.render();
       this.lastRender = now;
     }
     if (this.queue.length || this.searching) this.schedule();
   }
 
-  parseSome(item, t0) {
-    if (item.banner != null) {
-      this.push({ s: item.step, q: 0, h: item.banner, t: '', c: `banner ${item.kind || ''}` });
-      return 1;
+  pushChunk(ch) {
+    ch.start = this.total;
+    this.chunks.push(ch);
+    this.total += ch.n;
+    const before = this.size();
+    if (this.vis) {
+      if (ch.step !== this.filter) return;
+      for (let j = 0; j < ch.n; j++) this.vis.push(ch.start + j);
     }
-    if (item.off == null) item.off = 0;
-    let n = 0;
-    if (item.cols) {
-      while (item.off < item.len) {
-        const i = item.off++;
-        this.push({ s: item.step, q: item.q[i], h: item.h[i], t: item.t[i], c: item.c[i] });
-        n++;
-        if ((n & 1023) === 0 && performance.now() - t0 >= BUDGET_MS) break;
-      }
-      return n;
-    }
-    let st = this.states.get(item.step);
-    if (!st) { st = new AnsiState(); this.states.set(item.step, st); }
-    const ls = item.lines;
-    while (item.off < ls.length) {
-      const r = lineRow(ls[item.off++], st);
-      r.s = item.step;
-      this.push(r);
-      n++;
-      if ((n & 127) === 0 && performance.now() - t0 >= BUDGET_MS) break;
-    }
-    return n;
-  }
-
-  push(row) {
-    const idx = this.rows.push(row) - 1;
-    if (this.vis) { if (row.s !== this.filter) return; this.vis.push(idx); }
-    if (this.query && row.t.includes(this.query) && !this.searching) {
-      this.matches.push(this.size() - 1);
-      this.matchSet.add(row);
+    if (this.query && !this.searching) {
+      for (const j of chunkHits(ch, this.query)) { this.matches.push(before + j); this.matchSet.add(ch.start + j); }
+      this.updateCount();
     }
   }
 
-  trim(k) {
-    const dropped = this.rows.splice(0, k);
-    for (const r of dropped) this.matchSet.delete(r);
-    const firsts = new Map();
-    for (const r of this.rows) if (r.q && !firsts.has(r.s)) firsts.set(r.s, r.q);
-    this.firstSeq = firsts;
-    let shift = k;
+  trim() {
+    let drop = 0;
+    let k = 0;
+    while (k < this.chunks.length - 1 && this.total - drop > MAX_ROWS * 0.9) drop += this.chunks[k++].n;
+    if (!drop) return;
+    this.chunks.splice(0, k);
+    for (const ch of this.chunks) ch.start -= drop;
+    this.total -= drop;
+    let shift = drop;
     if (this.vis) {
       const before = this.vis.length;
-      this.vis = this.vis.filter((i) => i >= k).map((i) => i - k);
+      this.vis = this.vis.filter((i) => i >= drop).map((i) => i - drop);
       shift = before - this.vis.length;
     }
-    this.matches = this.matches.filter((i) => i >= shift).map((i) => i - shift);
-    if (this.cur >= 0) this.cur = Math.max(-1, this.cur - (this.matches.length ? 0 : this.cur + 1));
+    this.matches = this.matches.filter((p) => p >= shift).map((p) => p - shift);
+    this.matchSet = new Set([...this.matchSet].filter((i) => i >= drop).map((i) => i - drop));
+    this.cur = Math.min(this.cur, this.matches.length - 1);
+    const firsts = new Map();
+    for (const ch of this.chunks) if (!firsts.has(ch.step) && ch.q[0]) firsts.set(ch.step, ch.q[0]);
+    this.firstSeq = firsts;
     if (!this.follow) this.scroller.scrollTop = Math.max(0, this.scroller.scrollTop - shift * this.rowH);
     if (this.loadEarlierFn && !this.multi) this.earlierBtn.hidden = false;
   }
@@ -238,29 +247,30 @@ export class LogView {
       if (Math.abs(s.scrollTop - bottom) > 1) s.scrollTop = bottom;
     }
     const first = Math.max(0, Math.floor(s.scrollTop / this.rowH) - OVERSCAN);
-    const count = Math.min(n - first, Math.ceil(s.clientHeight / this.rowH) + 2 * OVERSCAN);
+    const count = Math.max(0, Math.min(n - first, Math.ceil(s.clientHeight / this.rowH) + 2 * OVERSCAN));
     while (this.pool.length < count) { const d = document.createElement('div'); this.rowsEl.append(d); this.pool.push(d); }
     this.rowsEl.style.transform = `translateY(${first * this.rowH}px)`;
-    const curRow = this.cur >= 0 ? this.at(this.matches[this.cur]) : null;
-    for (let i = 0; i < this.pool.length; i++) {
-      const d = this.pool[i];
-      if (i >= count) { if (!d.hidden) { d.hidden = true; d._row = null; } continue; }
-      const r = this.at(first + i);
-      const mark = r === curRow ? 2 : this.matchSet.has(r) ? 1 : 0;
-      if (d._row === r && d._mark === mark && !d.hidden) continue;
+    const curIdx = this.cur >= 0 ? this.indexAt(this.matches[this.cur]) : -1;
+    for (let k = 0; k < this.pool.length; k++) {
+      const d = this.pool[k];
+      if (k >= count) { if (!d.hidden) { d.hidden = true; d._i = -1; } continue; }
+      const i = this.indexAt(first + k);
+      const mark = i === curIdx ? 2 : this.matchSet.has(i) ? 1 : 0;
+      const [ch, j] = this.locate(i);
+      if (d._ch === ch && d._j === j && d._mark === mark && !d.hidden) continue;
       d.hidden = false;
-      d._row = r;
+      d._ch = ch;
+      d._j = j;
       d._mark = mark;
-      d.className = `ln ${r.c}${mark === 2 ? ' cur' : mark === 1 ? ' hit' : ''}`;
-      d.dataset.seq = r.q;
-      d.dataset.step = r.s;
-      const no = r.q ? `<span class="no">${r.q}</span>` : '<span class="no"></span>';
-      const sp = this.multi ? `<span class="sp">${escapeHTML(this.label(r.s))}</span>` : '';
-      d.innerHTML = no + sp + r.h;
+      const q = ch.q[j];
+      d.className = `ln ${field(ch.c, ch.co, j)}${mark === 2 ? ' cur' : mark === 1 ? ' hit' : ''}`;
+      d.dataset.seq = q;
+      d.dataset.step = ch.step;
+      const no = q ? `<span class="no">${q}</span>` : '<span class="no"></span>';
+      const sp = this.multi ? `<span class="sp">${escapeHTML(this.label(ch.step))}</span>` : '';
+      d.innerHTML = no + sp + field(ch.h, ch.ho, j);
     }
-    const lines = n.toLocaleString();
-    this.info.textContent = `${lines} line${n === 1 ? '' : 's'}${this.queue.length ? ' …' : ''}${this.status ? ` · ${this.status}` : ''}`;
-    this.dirty = false;
+    this.info.textContent = `${n.toLocaleString()} line${n === 1 ? '' : 's'}${this.queue.length ? ' …' : ''}${this.status ? ` · ${this.status}` : ''}`;
   }
 
   // ---- search ----
@@ -271,31 +281,30 @@ export class LogView {
     this.matchSet = new Set();
     this.cur = -1;
     const gen = ++this.searchGen;
-    if (!this.query) { this.searching = false; this.count.textContent = ''; this.dirty = true; this.schedule(); return; }
+    if (!this.query) { this.searching = false; this.count.textContent = ''; this.lastRender = 0; this.schedule(); return; }
     this.searching = true;
     this.count.textContent = 'searching…';
-    let i = 0;
+    let k = 0; // chunk
+    let pos = 0; // visible position of chunk k's first shown row
     const slice = () => {
       if (gen !== this.searchGen) return;
       const t0 = performance.now();
-      const n = this.size();
-      const qq = this.query;
-      while (i < n) {
-        const r = this.at(i);
-        if (r.t.includes(qq)) { this.matches.push(i); this.matchSet.add(r); }
-        i++;
-        if ((i & 1023) === 0 && performance.now() - t0 >= BUDGET_MS) break;
+      while (k < this.chunks.length && performance.now() - t0 < BUDGET_MS) {
+        const ch = this.chunks[k++];
+        if (this.vis && ch.step !== this.filter) continue;
+        for (const j of chunkHits(ch, this.query)) { this.matches.push(pos + j); this.matchSet.add(ch.start + j); }
+        pos += ch.n;
       }
-      if (i < n) { requestAnimationFrame(slice); return; }
+      if (k < this.chunks.length) { requestAnimationFrame(slice); return; }
       this.searching = false;
       if (!keepPosition && this.matches.length) {
         // Start at the first match at or below the top of the view.
         const top = Math.floor(this.scroller.scrollTop / this.rowH);
-        let k = this.matches.findIndex((m) => m >= top);
-        if (k < 0) k = 0;
-        this.goto(k);
+        let m = this.matches.findIndex((p) => p >= top);
+        if (m < 0) m = 0;
+        this.goto(m);
       } else this.updateCount();
-      this.dirty = true;
+      this.lastRender = 0;
       this.schedule();
     };
     requestAnimationFrame(slice);
@@ -314,19 +323,18 @@ export class LogView {
   goto(k) {
     this.cur = k;
     this.setFollow(false, false);
-    const pos = this.matches[k];
     const s = this.scroller;
-    s.scrollTop = Math.max(0, pos * this.rowH - s.clientHeight / 2);
+    s.scrollTop = Math.max(0, this.matches[k] * this.rowH - s.clientHeight / 2);
     this.updateCount();
-    this.dirty = true;
+    this.lastRender = 0;
     this.schedule();
   }
 
   // ---- load earlier ----
 
   async loadEarlier(n = 5000) {
-    if (!this.loadEarlierFn || this.multi) return;
-    const step = this.rows.find((r) => r.q)?.s;
+    if (!this.loadEarlierFn || this.multi || !this.chunks.length) return;
+    const step = this.chunks.find((ch) => ch.q[0])?.step;
     if (step == null) return;
     const first = this.firstSeq.get(step) || 1;
     if (first <= 1) { this.earlierBtn.hidden = true; return; }
@@ -335,33 +343,82 @@ export class LogView {
       const from = Math.max(0, first - 1 - n);
       const lines = await this.loadEarlierFn(step, from, first - 1 - from);
       if (!lines || !lines.length) { this.earlierBtn.textContent = 'Earlier lines unavailable'; return; }
-      const st = new AnsiState(); // earlier colour state is unknown; start clean
-      const rows = lines.filter((l) => l.seq < first).map((l) => { const r = lineRow(l, st); r.s = step; return r; });
-      this.rows.unshift(...rows);
-      this.firstSeq.set(step, rows.length ? rows[0].q : first);
-      this.matches = this.matches.map((i) => i + rows.length);
-      if (this.query) for (let i = rows.length - 1; i >= 0; i--) if (rows[i].t.includes(this.query)) { this.matches.unshift(i); this.matchSet.add(rows[i]); }
-      this.scroller.scrollTop += rows.length * this.rowH;
-      this.earlierBtn.hidden = (this.firstSeq.get(step) || 1) <= 1;
-      this.dirty = true;
+      const st = new AnsiState(); // the colour state before these lines is unknown; start clean
+      const rows = lines.filter((l) => l.seq < first).map((l) => lineRow(l, st));
+      if (!rows.length) return;
+      const ch = makeChunk(step, rows);
+      ch.start = 0;
+      for (const c of this.chunks) c.start += ch.n;
+      this.chunks.unshift(ch);
+      this.total += ch.n;
+      if (this.vis) this.vis = [...Array.from({ length: ch.n }, (_, j) => j), ...this.vis.map((i) => i + ch.n)];
+      this.matches = this.matches.map((p) => p + ch.n);
+      this.matchSet = new Set([...this.matchSet].map((i) => i + ch.n));
+      if (this.query) {
+        const hits = [...chunkHits(ch, this.query)];
+        this.matches = [...hits, ...this.matches];
+        for (const j of hits) this.matchSet.add(j);
+        if (this.cur >= 0) this.cur += hits.length;
+      }
+      this.firstSeq.set(step, ch.q[0]);
+      this.scroller.scrollTop += ch.n * this.rowH;
+      this.earlierBtn.hidden = ch.q[0] <= 1;
+      this.lastRender = 0;
       this.render();
     } finally {
       this.earlierBtn.disabled = false;
     }
   }
 
-  /** stats summarizes the model per step (for diagnostics and the UI tests). */
+  // ---- introspection (diagnostics and the UI tests) ----
+
+  /** grep returns up to max rows whose lower-cased text contains s, as {i, s, q, h, t, c}. */
+  grep(s, max = 1000) {
+    const out = [];
+    for (const ch of this.chunks) {
+      for (const j of chunkHits(ch, s.toLowerCase())) {
+        out.push(this.row(ch.start + j));
+        if (out.length >= max) return out;
+      }
+    }
+    return out;
+  }
+
+  /** countMatching counts the rows whose lower-cased text contains s. */
+  countMatching(s) {
+    let n = 0;
+    for (const ch of this.chunks) for (const _ of chunkHits(ch, s.toLowerCase())) n++; // eslint-disable-line no-unused-vars
+    return n;
+  }
+
+  /** stats summarizes the held lines per step: count, first and last seq, duplicates, holes. */
   stats() {
     const steps = {};
-    for (const r of this.rows) {
-      if (!r.q) continue;
-      let s = steps[r.s];
-      if (!s) s = steps[r.s] = { count: 0, first: r.q, last: 0, dupes: 0, holes: 0 };
-      if (s.last && r.q <= s.last) s.dupes++;
-      else if (s.last && r.q > s.last + 1) s.holes += r.q - s.last - 1;
-      s.count++;
-      s.last = Math.max(s.last, r.q);
+    for (const ch of this.chunks) {
+      for (let j = 0; j < ch.n; j++) {
+        const q = ch.q[j];
+        if (!q) continue;
+        let s = steps[ch.step];
+        if (!s) s = steps[ch.step] = { count: 0, first: q, last: 0, dupes: 0, holes: 0 };
+        if (s.last && q <= s.last) s.dupes++;
+        else if (s.last && q > s.last + 1) s.holes += q - s.last - 1;
+        s.count++;
+        s.last = Math.max(s.last, q);
+      }
     }
-    return { rows: this.rows.length, visible: this.size(), queued: this.queue.length - this.qi, steps };
+    return { rows: this.total, visible: this.size(), queued: this.queue.length - this.qi, steps };
+  }
+}
+
+/** chunkHits yields the rows of a chunk whose lower-cased text contains q (non-empty). */
+function* chunkHits(ch, q) {
+  if (!q) return;
+  let from = 0;
+  for (;;) {
+    const p = ch.t.indexOf(q, from);
+    if (p < 0) return;
+    const j = rowAt(ch.to, p);
+    // A match across the NUL separator of two rows is not a match.
+    if (p + q.length <= ch.to[j + 1] - 1) { yield j; from = ch.to[j + 1]; } else from = p + 1;
   }
 }

@@ -1,11 +1,12 @@
 // The log stream's worker: the websocket, JSON decoding, dedup/resume (LogStream) and ANSI
-// rendering all run here, off the page's main thread. The page receives ready-to-show rows in
-// batches of at most ROWS_PER_POST, about once per frame, so even a 100,000-line burst leaves the
+// rendering all run here, off the page's main thread. The page receives ready-to-show rows as
+// chunks (chunk.js) of at most ROWS_PER_POST rows, about once per frame, so even a 100,000-line burst leaves the
 // main thread free to scroll and search.
 
 import { LogStream } from './stream.js';
 import { setBearer } from './api.js';
 import { AnsiState, lineRow } from './ansi.js';
+import { makeChunk, transferables } from './chunk.js';
 
 const ROWS_PER_POST = 1000;
 const POST_MS = 16;
@@ -20,17 +21,8 @@ function flush() {
   clearTimeout(timer);
   timer = 0;
   if (!pending.length) return;
-  // Rows travel as columns: one string per field with NUL separators and the seqs in a typed array.
-  // Structured-clone decoding of thousands of small objects costs the page several ms per batch;
-  // a few long strings cost almost nothing, and String.split rebuilds them natively.
-  const out = pending.map((m) => (m.type === 'rows' ? {
-    type: 'cols', step: m.step, n: m.rows.length,
-    q: Float64Array.from(m.rows, (r) => r.q),
-    h: m.rows.map((r) => r.h).join('\0'),
-    t: m.rows.map((r) => r.t).join('\0'),
-    c: m.rows.map((r) => r.c).join('\0'),
-  } : m));
-  postMessage(out, out.filter((m) => m.type === 'cols').map((m) => m.q.buffer));
+  const out = pending.map((m) => (m.type === 'rows' ? { type: 'chunk', chunk: makeChunk(m.step, m.rows) } : m));
+  postMessage(out, out.filter((m) => m.type === 'chunk').flatMap((m) => transferables(m.chunk)));
   pending = [];
   pendingRows = 0;
 }
@@ -46,10 +38,7 @@ function rows(step, lines) {
   for (const l of lines) {
     let last = pending[pending.length - 1];
     if (!last || last.type !== 'rows' || last.step !== step) { last = { type: 'rows', step, rows: [] }; queue(last); }
-    const r = lineRow(l, st);
-    // NUL separates the columns; a NUL in a line shows as U+FFFD.
-    if (r.h.includes('\0')) { r.h = r.h.replaceAll('\0', '\ufffd'); r.t = r.t.replaceAll('\0', '\ufffd'); }
-    last.rows.push(r);
+    last.rows.push(lineRow(l, st));
     if (++pendingRows >= ROWS_PER_POST) flush();
   }
 }

@@ -51,7 +51,7 @@ if (!run) {
     run,
     step,
     on: {
-      rows: (s, rs) => view.addRows(s, rs),
+      chunk: (ch) => view.addChunk(ch),
       lines: (s, ls) => view.addLines(s, ls),
       event: (f) => {
         if (step && f.type === 'step' && f.step === step) setStatus(f.status, f.exit_code);
