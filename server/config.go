@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,11 @@ type Config struct {
 	MaxBundle   int64
 
 	S3 S3Config
+
+	// TrustProxyAuth delegates authentication to Jupyter (kfbridge behind jupyter-server-proxy,
+	// listening on loopback only); BaseURL is kfbridge's external root path behind a proxy.
+	TrustProxyAuth bool
+	BaseURL        string
 }
 
 // S3Config selects S3/MinIO as the object store instead of the local directory.
@@ -79,6 +85,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.StringVar(&c.S3.Bucket, "s3-bucket", getenv("KFBRIDGE_S3_BUCKET"), "S3 bucket (env KFBRIDGE_S3_BUCKET)")
 	fs.StringVar(&c.S3.Prefix, "s3-prefix", getenv("KFBRIDGE_S3_PREFIX"), "object prefix, Elyra's cos_object_prefix (env KFBRIDGE_S3_PREFIX)")
 	fs.StringVar(&c.S3.Region, "s3-region", getenv("KFBRIDGE_S3_REGION"), "S3 region (env KFBRIDGE_S3_REGION)")
+	fs.BoolVar(&c.TrustProxyAuth, "trust-proxy-auth", getenv("KFBRIDGE_TRUST_PROXY_AUTH") == "true", "take requests without kfbridge's token as authenticated by Jupyter (jupyter-server-proxy); state changes need Jupyter's X-XSRFToken matching its _xsrf cookie; only with a loopback --addr (env KFBRIDGE_TRUST_PROXY_AUTH=true)")
+	fs.StringVar(&c.BaseURL, "base-url", getenv("KFBRIDGE_BASE_URL"), "kfbridge's external root path behind a proxy, e.g. /user/alice/elyra, for Location headers and links; with --trust-proxy-auth the proxy's X-Forwarded-Prefix wins (env KFBRIDGE_BASE_URL)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -117,8 +125,27 @@ func (c *Config) validate() error {
 	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
 		errs = append(errs, errors.New("--s3-endpoint and --s3-bucket go together"))
 	}
+	if c.TrustProxyAuth && !loopbackAddr(c.Addr) {
+		errs = append(errs, fmt.Errorf("--trust-proxy-auth needs a loopback --addr (127.0.0.1:PORT or [::1]:PORT), not %q: anyone who can reach kfbridge would be trusted", c.Addr))
+	}
+	if c.BaseURL != "" && (!strings.HasPrefix(c.BaseURL, "/") || strings.Contains(c.BaseURL, "//")) {
+		errs = append(errs, fmt.Errorf("--base-url %q must be an absolute path such as /user/alice/elyra", c.BaseURL))
+	}
 	if c.Parallelism < 1 {
 		errs = append(errs, errors.New("--parallelism must be at least 1"))
 	}
 	return errors.Join(errs...)
+}
+
+// loopbackAddr reports whether addr (HOST:PORT) listens on a loopback address only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
