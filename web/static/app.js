@@ -99,12 +99,13 @@ function submitPage() {
   main.replaceChildren(el('h1', {}, 'Submit a pipeline'), el('div', { class: 'submit-grid' }, files, form));
 
   let runtimesAPI = false;
+  // Runtime configurations in Elyra's shape ({"runtimes": [{name, display_name, …}]}); the local
+  // runtime is always there. Servers without the endpoint run everything locally.
   getJSON('api/v1/runtimes').then((r) => {
-    const items = Array.isArray(r) ? r : (r.runtimes || []);
-    const names = items.map((x) => (typeof x === 'string' ? x : x.name)).filter(Boolean);
-    if (!names.length) throw new Error('no runtimes');
+    const items = (Array.isArray(r) ? r : (r.runtimes || [])).map((x) => (typeof x === 'string' ? { name: x } : x)).filter((x) => x && x.name);
+    if (!items.some((x) => x.name === 'local')) items.unshift({ name: 'local', display_name: 'local' });
     runtimesAPI = true;
-    runtime.replaceChildren(...names.map((n) => el('option', { value: n }, n)));
+    runtime.replaceChildren(...items.map((x) => el('option', { value: x.name }, x.display_name && x.display_name !== x.name ? `${x.display_name} (${x.name})` : x.name)));
   }).catch(() => { runtime.replaceChildren(el('option', { value: 'local' }, 'local')); });
 
   const load = async () => {
@@ -148,7 +149,7 @@ function submitPage() {
       try { p[k] = JSON.parse(v); } catch { p[k] = v; }
     }
     if (Object.keys(p).length) body.parameters = p;
-    if (runtimesAPI) body.runtime = runtime.value;
+    if (runtimesAPI && runtime.value !== 'local') body.runtime = runtime.value;
     submit.disabled = true;
     out.replaceChildren(el('div', { class: 'muted' }, 'Submitting…'));
     try {

@@ -4,6 +4,9 @@
 // server or written to access logs) and removed from the address at once.
 
 import { getJSON, setBearer, fetchLog, terminal } from './api.js';
+
+window.kfbridge = window.kfbridge || {};
+window.kfbridge.fetchLog = fetchLog;
 import { Follower } from './follow.js';
 import { LogView } from './logview.js';
 

@@ -479,6 +479,7 @@ func TestUI(t *testing.T) {
 			}
 			t.Run("submit-hello", func(t *testing.T) { testSubmitHello(t, b, m.p.base, name) })
 			t.Run("failing-step-styles", func(t *testing.T) { testFailing(t, b, m.p.base, name) })
+			t.Run("cancel", func(t *testing.T) { testCancel(t, b, m.p.base, name) })
 			t.Run("websocket-drop", func(t *testing.T) { testDrop(t, b, m.p, name) })
 			t.Run("big-log", func(t *testing.T) { testBigLog(t, b, m.p, name) })
 		})
@@ -510,6 +511,8 @@ func testSubmitHello(t *testing.T, b *tab, base, name string) {
 		}
 	}
 	b.wait("run succeeded", `document.querySelector('#run-status [data-status]').dataset.status === 'succeeded'`, 10*time.Second)
+	// Packaging and upload progress of every node came as progress events.
+	b.wait("packaging progress", `[...document.querySelectorAll('#progress .progress')].filter(p => ['done', 'deduplicated'].includes(p.dataset.phase)).length === 3`, 5*time.Second)
 	b.wait("all lines", `window.kfbridge.logView.countMatching('sum = 15') === 1 &&
 		window.kfbridge.logView.grep('finished: exit code 0').filter(r => r.c.includes('banner')).length === 3`, 10*time.Second)
 	b.shot(name + "-run")
@@ -573,6 +576,20 @@ func testFailing(t *testing.T, b *tab, base, name string) {
 	b.shot(name + "-panel-failed")
 }
 
+func testCancel(t *testing.T, b *tab, base, name string) {
+	b.t = t
+	id, _ := b.e.submit(t, "slow.py")
+	b.nav(base + "#/runs/" + id)
+	b.wait("running with lines", `document.querySelector('#dag .node[data-status="running"]') !== null && window.kfbridge.logView.countMatching('line 0') > 0`, 20*time.Second)
+	b.do(chromedp.Click(chromedp.CSS(`#cancel`)))
+	b.wait("run cancelled", `document.querySelector('#run-status [data-status]').dataset.status === 'cancelled'`, 15*time.Second)
+	b.nav(base + "#/runs")
+	b.wait("cancelled in the list", `[...document.querySelectorAll('table.runs tbody tr')].some(r => r.dataset.run === `+jsString(id)+` && r.textContent.includes('cancelled') && !r.querySelector('button.cancel'))`, 10*time.Second)
+	if st := b.e.waitRun(t, id, 10*time.Second); st != "cancelled" {
+		t.Fatalf("run %s ended %s, want cancelled", id, st)
+	}
+}
+
 func jsString(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 func testDrop(t *testing.T, b *tab, p *proxy, name string) {
@@ -593,11 +610,12 @@ func testDrop(t *testing.T, b *tab, p *proxy, name string) {
 		document.querySelector('.ln.banner') !== null`, 30*time.Second)
 	type res struct {
 		Reconnects, Lines, Distinct, Dupes, Holes, First int
+		Mode                                             string
 	}
 	r := js[res](b, `(() => {
 		const v = window.kfbridge.logView, st = Object.values(v.stats().steps)[0] || {};
 		const user = v.grep('line ', 1e6).filter(r => /^line \d{4}$/.test(r.t)).map(r => r.t);
-		return {Reconnects: window.kfbridge.stream.reconnects, Lines: user.length, Distinct: new Set(user).size,
+		return {Mode: window.kfbridge.stream.mode, Reconnects: window.kfbridge.stream.reconnects, Lines: user.length, Distinct: new Set(user).size,
 			Dupes: st.dupes, Holes: st.holes, First: st.first};
 	})()`)
 	t.Logf("websocket drop: %d connections cut, %d reconnects, %+v", cuts, r.Reconnects, r)
@@ -715,6 +733,12 @@ func bigLogAttempt(t *testing.T, b *tab, u, shot string) (int, string) {
 		Tasks: window.__longtasks || [], Frames: window.__loaf || [], Err: window.__longtaskError || ''})`)
 	if res.Err != "" {
 		b.fail("no longtask observer: %s", res.Err)
+	}
+	// The REST client behind gap filling and "Load earlier" reads a range of the step's log.
+	if got := js[[]string](b, `window.kfbridge.fetchLog(new URLSearchParams(location.hash.slice(1)).get('run'),
+		new URLSearchParams(location.hash.slice(1)).get('step'), window.kfbridge.logView.grep('line 050000 ', 1)[0].q - 1, 3)
+		.then(ls => ls ? ls.map(l => l.text.slice(0, 12)) : ['no REST log endpoint'])`); len(got) != 3 || got[0] != "line 050000 " || got[2] != "line 050002 " {
+		b.fail("REST log range = %q, want lines 50000..50002", got)
 	}
 	type model struct{ Lines, Dupes, Holes int }
 	if m := js[model](b, `(() => { const v = window.kfbridge.logView; const st = Object.values(v.stats().steps)[0];
