@@ -36,9 +36,9 @@ type IdempotencyStore struct {
 
 // IdempotentAnswer is a stored answer.
 type IdempotentAnswer struct {
-	Status int             `json:"status"`
-	Body   json.RawMessage `json:"body"`
-	RunID  string          `json:"run_id,omitempty"`
+	Status int    `json:"status"`
+	Body   []byte `json:"body"`
+	RunID  string `json:"run_id,omitempty"`
 	// Fingerprint identifies the request the key was first used for.
 	Fingerprint string    `json:"fingerprint"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -123,7 +123,7 @@ func (s *IdempotencyStore) Begin(ctx context.Context, scope, key, fingerprint st
 
 // Commit stores the answer and releases the key.
 func (c *IdempotencyClaim) Commit(status int, body []byte, runID string) error {
-	a := IdempotentAnswer{Status: status, Body: json.RawMessage(body), RunID: runID, Fingerprint: c.fingerprint, CreatedAt: c.s.now().UTC()}
+	a := IdempotentAnswer{Status: status, Body: body, RunID: runID, Fingerprint: c.fingerprint, CreatedAt: c.s.now().UTC()}
 	b, err := json.Marshal(a)
 	if err == nil {
 		tmp := filepath.Join(c.s.dir, c.id+".tmp")

@@ -418,7 +418,7 @@ func (w *watcher) apply(st *kfp.RunStatus) bool {
 		if prev == key {
 			continue
 		}
-		if prev.status == "" && status != StatusRunning {
+		if prev.status == "" && (status == StatusSucceeded || status == StatusFailed) {
 			// A step that ran between two polls still gets its running report: that is what starts
 			// tailing its log, so its lines reach viewers before its end.
 			w.rep.StepStatus(id, StatusRunning, nil, "")

@@ -366,6 +366,13 @@ func (m *Manager) submitRemote(ctx context.Context, sub Submission, rt Runtime, 
 	m.save(r)
 	snapshot := r.clone()
 	m.mu.Unlock()
+	// Make every step's log live in the log store now. A viewer reading a step the store does not
+	// hold makes it look in the archive, and a step that starts during that look-up would lose its
+	// tail (logstream drops the placeholder when the archive has nothing); a live step is never
+	// looked up.
+	for _, s := range r.Steps {
+		m.cfg.Logs.Append(r.ID, s.ID, nil)
+	}
 	m.cfg.Logs.Publish(r.ID, logstream.Event{Type: logstream.EventRun, Status: StatusRunning})
 	m.cfg.Logger.Info("run started", "run_id", r.ID, "runtime", r.Runtime, "kfp_run_id", r.KFPRunID, "run_url", r.RunURL)
 

@@ -20,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/kfbridge/kfbridge/handlers"
+	"github.com/kfbridge/kfbridge/kfp/compile"
 	"github.com/kfbridge/kfbridge/logstream"
 	"github.com/kfbridge/kfbridge/runs"
 	"github.com/kfbridge/kfbridge/storage"
@@ -70,6 +71,10 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	runtimes, err := runs.NewRuntimeStore(cfg.MetadataDir, runs.RuntimeStoreOptions{})
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -79,17 +84,32 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 	// Live logs: rings in memory, spools under the data dir, and the archive in the object store
 	// for steps this process does not hold (after a restart) or cannot receive pushes from.
 	logArchive := logstream.StoreArchive{Store: store, Prefix: prefix}
+	// KFP runs keep their step logs in their runtime's object store; the router sends the log
+	// store's archive reads (and segment tails) for each run to the right store.
+	archives := runs.NewArchiveRouter(logArchive)
 	spoolDir := filepath.Join(cfg.DataDir, "spool")
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		ln.Close()
 		return fmt.Errorf("create spool dir: %w", err)
 	}
-	logs := logstream.New(logstream.Options{SpoolDir: spoolDir, Archive: logArchive})
+	logs := logstream.New(logstream.Options{SpoolDir: spoolDir, Archive: archives})
 	defer logs.Close()
 	// Steps reach the object store with the same settings, but never see the keys as flags: the
 	// local runtime passes them in the environment, like a Kubernetes Secret would.
 	stepStore := storeCfg
 	stepStore.AccessKey, stepStore.SecretKey, stepStore.Getenv = "", "", nil
+	kfpOpts := runs.KFPOptions{Getenv: getenv, Logger: log, Images: runtimeImages(runtimes)}
+	if len(stepCmd) == 1 {
+		kfpOpts.RunnerBinary = stepCmd[0]
+	}
+	if v := getenv("KFBRIDGE_KFP_POLL_INTERVAL"); v != "" {
+		// How often KFP runs are polled at first (Go duration, default 2s); mostly for tests.
+		if kfpOpts.PollInterval, err = time.ParseDuration(v); err != nil {
+			ln.Close()
+			return fmt.Errorf("KFBRIDGE_KFP_POLL_INTERVAL: %w", err)
+		}
+		kfpOpts.MaxPollInterval = 4 * kfpOpts.PollInterval
+	}
 	mgr, err := runs.NewManager(runs.Config{
 		DataDir:     cfg.DataDir,
 		Store:       store,
@@ -97,6 +117,8 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 		Prefix:      prefix,
 		Logs:        logs,
 		Logger:      log,
+		Runtimes:    &runs.KFPResolver{Configs: runtimes, Options: kfpOpts},
+		Archives:    archives,
 		Runtime: &runs.Local{
 			StepCommand: stepCmd,
 			WorkDir:     filepath.Join(cfg.DataDir, "work"),
@@ -113,7 +135,7 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
-	addRoutes(r, deps{log: log, cfg: cfg, runs: mgr, logs: logs, archive: logArchive, origins: handlers.OriginChecker{Allowed: cfg.Origins}})
+	addRoutes(r, deps{log: log, cfg: cfg, runs: mgr, logs: logs, archive: logArchive, origins: handlers.OriginChecker{Allowed: cfg.Origins}, runtimes: runtimes})
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	host := cfg.Addr[:strings.LastIndex(cfg.Addr, ":")]
@@ -148,6 +170,22 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 		srv.Close()
 	}
 	return nil
+}
+
+// runtimeImages returns the pull settings of the stored runtime images, for KFP compilation.
+func runtimeImages(store *runs.RuntimeStore) func() map[string]compile.Image {
+	return func() map[string]compile.Image {
+		imgs, _ := store.ListImages()
+		out := map[string]compile.Image{}
+		for _, im := range imgs {
+			ci := compile.Image{PullPolicy: im.Metadata.PullPolicy}
+			if im.Metadata.PullSecret != "" {
+				ci.PullSecrets = []string{im.Metadata.PullSecret}
+			}
+			out[im.Metadata.ImageName] = ci
+		}
+		return out
+	}
 }
 
 // stepCommand finds the step runner: the configured path, kfbridge-step beside this executable,

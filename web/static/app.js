@@ -115,10 +115,10 @@ function submitPage() {
       crumb.replaceChildren(el('a', { href: '#/submit', onclick: (e) => { e.preventDefault(); dir = ''; load(); } }, 'workspace'),
         ...parts.flatMap((p, i) => [' / ', el('a', { href: '#/submit', onclick: (e) => { e.preventDefault(); dir = parts.slice(0, i + 1).join('/'); load(); } }, p)]));
       const items = [];
-      if (l.parent != null) items.push(el('li', {}, el('button', { type: 'button', onclick: () => { dir = l.parent; load(); } }, '📁 ..')));
+      if (l.parent != null) items.push(el('li', {}, el('button', { type: 'button', onclick: () => { dir = l.parent; load(); } }, el('span', { class: 'ficon k-dir', 'aria-hidden': 'true' }), '..')));
       for (const f of l.entries) {
         const b = el('button', { type: 'button', 'data-path': f.path, class: selected === f.path ? 'selected' : '' },
-          f.type === 'dir' ? `📁 ${f.name}` : `${f.kind === 'pipeline' ? '🔗' : f.kind === 'notebook' ? '📓' : '📄'} ${f.name}`,
+          el('span', { class: `ficon k-${f.type === 'dir' ? 'dir' : f.kind}`, 'aria-hidden': 'true' }), f.name,
           el('span', { class: 'kind' }, f.type === 'dir' ? '' : `${f.kind} · ${fmtBytes(f.size)}`));
         b.addEventListener('click', () => {
           if (f.type === 'dir') { dir = f.path; load(); return; }
@@ -127,6 +127,8 @@ function submitPage() {
           b.classList.add('selected');
           chosen.replaceChildren('Selected: ', el('strong', {}, f.path));
           submit.disabled = false;
+          out.replaceChildren();
+          if (f.kind === 'pipeline') validate(f.path);
         });
         items.push(el('li', {}, b));
       }
@@ -135,6 +137,18 @@ function submitPage() {
     } catch (e) { list.replaceChildren(el('li', {}, errorBox(e))); }
   };
   load();
+
+  // Check a pipeline as soon as it is picked, so problems show before submitting.
+  const validate = async (path) => {
+    try {
+      const r = await postJSON('api/v1/pipelines/validate', { path });
+      if (selected !== path) return;
+      const issues = r.issues || [];
+      if (!issues.length) { out.replaceChildren(el('div', { class: 'muted', id: 'validation' }, '✓ pipeline is valid')); return; }
+      out.replaceChildren(el('div', { class: issues.some((i) => i.severity === 1) ? 'error-box' : 'card', id: 'validation' },
+        el('ul', {}, issues.map((i) => el('li', {}, `${i.severity === 1 ? 'error' : 'warning'}: ${i.message}`)))));
+    } catch { /* servers without the endpoint: submit reports problems */ }
+  };
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();

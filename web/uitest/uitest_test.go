@@ -492,6 +492,7 @@ func testSubmitHello(t *testing.T, b *tab, base, name string) {
 	b.wait("file list", `document.querySelector('button[data-path="hello.pipeline"]') !== null`, 10*time.Second)
 	b.do(chromedp.Click(chromedp.CSS(`button[data-path="hello.pipeline"]`)))
 	b.wait("submit enabled", `!document.querySelector('#submit').disabled`, 5*time.Second)
+	b.wait("validation", `(document.querySelector('#validation') || {}).textContent === '✓ pipeline is valid'`, 10*time.Second)
 	b.shot(name + "-submit")
 	b.do(chromedp.Click(chromedp.CSS(`#submit`)))
 	b.wait("run page", `location.hash.startsWith('#/runs/') && document.querySelector('#dag svg') !== null`, 10*time.Second)
