@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -116,6 +117,16 @@ func RunLogSocket(cfg LogSocketConfig) http.Handler {
 	})
 }
 
+// openSockets counts the open log websockets of the process. Frames to many viewers are paced:
+// a connection sends at most one frame per frameGap(openSockets) (20 µs per open socket, at most
+// 50 ms), so with one viewer a line leaves at once while with a thousand the same work goes out
+// in fewer, fuller frames instead of a write per line per viewer.
+var openSockets atomic.Int64
+
+func frameGap() time.Duration {
+	return min(time.Duration(openSockets.Load())*20*time.Microsecond, 50*time.Millisecond)
+}
+
 var upgrader = websocket.Upgrader{
 	ReadBufferSize: 1024,
 	// Idle connections hold no write buffer: it is taken from the pool for each frame.
@@ -134,6 +145,8 @@ func serveSocket(cfg LogSocketConfig, w http.ResponseWriter, r *http.Request, pr
 	if err != nil {
 		return // the upgrader has answered the client
 	}
+	openSockets.Add(1)
+	defer openSockets.Add(-1)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &wsConn{cfg: cfg, ws: ws, ctx: ctx, cancel: cancel, authed: authed, preset: preset,
 		wake: make(chan struct{}, 1), watching: map[string]func(){}}
@@ -187,6 +200,7 @@ type wsConn struct {
 	preset        *clientMsg
 	closeOnRunEnd bool
 	wake          chan struct{}
+	lastLines     time.Time // when the writer last sent a lines frame
 
 	mu        sync.Mutex
 	authed    bool
@@ -406,6 +420,15 @@ func (c *wsConn) writeLoop() {
 		case <-c.ctx.Done():
 			return
 		case <-c.wake:
+			if d := frameGap() - time.Since(c.lastLines); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-c.ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
 		case <-hb.C:
 			if c.heartbeat() != nil {
 				return
@@ -510,6 +533,7 @@ func (c *wsConn) sendStep(sub *wsSub, id string) (bool, error) {
 		if err := c.write(linesFrame(sub.run, id, ch.Records)); err != nil {
 			return false, err
 		}
+		c.lastLines = time.Now()
 		sent = true
 	}
 	next := ch.Next(after)

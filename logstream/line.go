@@ -97,10 +97,16 @@ var errNotLine = errors.New("not a log line")
 // ParseRecord validates one NDJSON line as a log line and returns it as a record. The runner's
 // canonical encoding (starting with {"seq":N,) is checked for validity and kept byte for byte;
 // any other encoding is decoded and re-encoded canonically.
-func ParseRecord(b []byte) (Record, error) {
+func ParseRecord(b []byte) (Record, error) { return parseRecord(b, true) }
+
+// parseRecord is ParseRecord; with clone false a canonical record shares b's memory.
+func parseRecord(b []byte, clone bool) (Record, error) {
 	b = bytes.TrimSpace(b)
 	if seq, ok := canonicalSeq(b); ok && utf8.Valid(b) && canonicalValid(b) {
-		return Record{Seq: seq, JSON: bytes.Clone(b)}, nil
+		if clone {
+			b = bytes.Clone(b)
+		}
+		return Record{Seq: seq, JSON: b}, nil
 	}
 	var l Line
 	if err := json.Unmarshal(b, &l); err != nil {

@@ -9,6 +9,7 @@
 package logstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -152,6 +153,18 @@ type runLog struct {
 	events  []Event
 	pending []Event // events held back until the step they end has its whole log
 	waiters map[chan struct{}]struct{}
+	// wakeList is a snapshot of waiters, replaced (never modified) when they change, so notify
+	// can signal a thousand viewers without holding the lock.
+	wakeList []chan struct{}
+}
+
+// setWaitersLocked rebuilds wakeList. The caller holds r.mu.
+func (r *runLog) setWaitersLocked() {
+	l := make([]chan struct{}, 0, len(r.waiters))
+	for w := range r.waiters {
+		l = append(l, w)
+	}
+	r.wakeList = l
 }
 
 type stepLog struct {
@@ -252,13 +265,17 @@ func (s *Store) liveStep(runID, stepID string) (*runLog, *stepLog) {
 // last wake-up still holds one, which is all it needs.
 func (r *runLog) notify() {
 	r.mu.Lock()
-	for w := range r.waiters {
+	l := r.wakeList
+	r.mu.Unlock()
+	for _, w := range l {
+		if len(w) > 0 {
+			continue // already signalled and not yet consumed
+		}
 		select {
 		case w <- struct{}{}:
 		default:
 		}
 	}
-	r.mu.Unlock()
 }
 
 // Watch returns a channel that receives a value whenever anything in the run changes (lines,
@@ -268,10 +285,12 @@ func (s *Store) Watch(runID string) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	r.mu.Lock()
 	r.waiters[ch] = struct{}{}
+	r.setWaitersLocked()
 	r.mu.Unlock()
 	return ch, func() {
 		r.mu.Lock()
 		delete(r.waiters, ch)
+		r.setWaitersLocked()
 		r.mu.Unlock()
 	}
 }
@@ -283,10 +302,12 @@ func (s *Store) Notify(runID string, ch chan struct{}) (stop func()) {
 	r := s.run(runID)
 	r.mu.Lock()
 	r.waiters[ch] = struct{}{}
+	r.setWaitersLocked()
 	r.mu.Unlock()
 	return func() {
 		r.mu.Lock()
 		delete(r.waiters, ch)
+		r.setWaitersLocked()
 		r.mu.Unlock()
 	}
 }
@@ -303,11 +324,12 @@ func (s *Store) Append(runID, stepID string, lines []Line) int64 {
 	return s.AppendRecords(runID, stepID, recs)
 }
 
-// AppendNDJSON adds lines given as NDJSON (the push body and the archive segments' format).
+// AppendNDJSON adds lines given as NDJSON (the push body and the archive segments' format). The
+// stored records share body's memory: the caller must not modify it afterwards.
 func (s *Store) AppendNDJSON(runID, stepID string, body []byte) (int64, error) {
 	var recs []Record
 	for len(body) > 0 {
-		i := indexByte(body, '\n')
+		i := bytes.IndexByte(body, '\n')
 		var line []byte
 		if i < 0 {
 			line, body = body, nil
@@ -317,22 +339,13 @@ func (s *Store) AppendNDJSON(runID, stepID string, body []byte) (int64, error) {
 		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
 			continue
 		}
-		rec, err := ParseRecord(line)
+		rec, err := parseRecord(line, false)
 		if err != nil {
 			return s.LastSeq(runID, stepID), fmt.Errorf("line %d: %w", len(recs)+1, err)
 		}
 		recs = append(recs, rec)
 	}
 	return s.AppendRecords(runID, stepID, recs), nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // AppendRecords adds encoded lines; see Append.

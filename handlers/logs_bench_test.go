@@ -1,0 +1,397 @@
+package handlers_test
+
+// Live-log benchmarks (issue 8). Each reports its figures with b.ReportMetric; ratios are measured
+// in the same run. Commands and results: docs/benchmarks.md, "Live logs (issue 8)".
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/kfbridge/kfbridge/logstream"
+	"github.com/kfbridge/kfbridge/storage"
+)
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(p * float64(len(s)-1))
+	return s[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// paced prints n lines at rate lines/s, each carrying its wall-clock write time in ns.
+func pacedScript(n, rate int) string {
+	return fmt.Sprintf(`import time
+t0 = time.perf_counter()
+for i in range(%d):
+    target = t0 + i / %d
+    while True:
+        d = target - time.perf_counter()
+        if d <= 0:
+            break
+        time.sleep(d if d > 0.002 else 0)
+    print(f"t={time.time_ns()}")
+`, n, rate)
+}
+
+// lineLatency reads the write time a paced line carries and returns its latency at recv.
+func lineLatency(recv time.Time, line []byte) (time.Duration, bool) {
+	i := bytes.Index(line, []byte(`"text":"t=`))
+	if i < 0 {
+		return 0, false
+	}
+	rest := line[i+len(`"text":"t=`):]
+	j := bytes.IndexByte(rest, '"')
+	ns, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return recv.Sub(time.Unix(0, ns)), true
+}
+
+// BenchmarkLiveLatency measures runner line → websocket viewer latency at 1,000 lines/s: a Python
+// step prints a timestamped line every millisecond through the real runner, push path, service
+// and websocket.
+func BenchmarkLiveLatency(b *testing.B) {
+	f := newStepFixture(b, pacedScript(3000, 1000))
+	var all []time.Duration
+	for b.Loop() {
+		svc := startService(b, serviceOptions{store: f.store})
+		v := newViewer(svc.URL)
+		var mu sync.Mutex
+		v.latency = func(recv time.Time, line []byte) {
+			if d, ok := lineLatency(recv, line); ok {
+				mu.Lock()
+				all = append(all, d)
+				mu.Unlock()
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		done := make(chan error, 1)
+		go func() { done <- v.follow(ctx, nil) }()
+		if code, _ := f.runStep(b, svc.URL); code != 0 {
+			b.Fatalf("exit code %d", code)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+		svc.kill()
+	}
+	b.ReportMetric(ms(percentile(all, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(all, 0.99)), "p99-ms")
+	b.ReportMetric(ms(percentile(all, 1)), "max-ms")
+	b.ReportMetric(float64(len(all)), "lines")
+}
+
+// BenchmarkPythonMillionLines compares a Python step printing 1,000,000 lines, run through the
+// real runner and followed live by a websocket viewer until its step_end, with the same script
+// writing to /dev/null (and to a pipe into cat, for scale). It also reports how long after the
+// step's end its manifest.json was in the object store.
+func BenchmarkPythonMillionLines(b *testing.B) {
+	f := newStepFixture(b, millionLines)
+	script := filepath.Join(b.TempDir(), "job.py")
+	os.WriteFile(script, []byte(millionLines), 0o644)
+	devnull := func(cat bool) time.Duration {
+		var cmd *exec.Cmd
+		if cat {
+			cmd = exec.Command("sh", "-c", "python3 -u "+script+" | cat > /dev/null")
+		} else {
+			cmd = exec.Command("python3", "-u", script)
+		}
+		cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	var null, cat, step, followed, manifest time.Duration
+	n := 0
+	for b.Loop() {
+		null += devnull(false)
+		cat += devnull(true)
+		svc := startService(b, serviceOptions{store: f.store})
+		v := newViewer(svc.URL)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		done := make(chan error, 1)
+		go func() { done <- v.follow(ctx, nil) }()
+		// Watch for the manifest while the step runs.
+		key := storage.StepKey(f.runDir, testStep, logstream.ManifestName)
+		f.store.(interface {
+			Delete(context.Context, string) error
+		}).Delete(context.Background(), key)
+		seen := make(chan time.Time, 1)
+		go func() {
+			for ctx.Err() == nil {
+				if _, err := f.store.Stat(context.Background(), key); err == nil {
+					seen <- time.Now()
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		start := time.Now()
+		code, took := f.runStep(b, svc.URL)
+		if code != 0 {
+			b.Fatalf("exit code %d", code)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		followed += time.Since(start)
+		step += took
+		at := <-seen
+		// The step ends when its last line is written: the runner's final system line.
+		var last logstream.Line
+		json.Unmarshal(v.lines[len(v.lines)-1], &last)
+		manifest += at.Sub(last.TS)
+		cancel()
+		svc.kill()
+		n++
+	}
+	d := time.Duration(n)
+	b.ReportMetric(ms(null/d), "devnull-ms")
+	b.ReportMetric(ms(cat/d), "cat-ms")
+	b.ReportMetric(ms(step/d), "step-ms")
+	b.ReportMetric(ms(followed/d), "followed-ms")
+	b.ReportMetric(float64(followed)/float64(null), "followed/devnull")
+	b.ReportMetric(float64(cat)/float64(null), "cat/devnull")
+	b.ReportMetric(ms(manifest/d), "manifest-after-end-ms")
+}
+
+// producerLines is the NDJSON a Go producer pushes: n lines of about 100 bytes of text.
+func producerLines(n int) [][]byte {
+	var batches [][]byte
+	var buf []byte
+	ts := time.Now()
+	text := strings.Repeat("p", 90)
+	for i := 1; i <= n; i++ {
+		buf = logstream.AppendJSON(buf, logstream.Line{Seq: int64(i), TS: ts, Stream: logstream.Stdout, Text: fmt.Sprintf("%07d %s", i, text)})
+		buf = append(buf, '\n')
+		if len(buf) >= 256<<10 || i == n {
+			batches = append(batches, buf)
+			buf = nil
+		}
+	}
+	return batches
+}
+
+// BenchmarkStepThroughput measures the sustained rate of one step: a Go producer pushes 1,000,000
+// lines through the push endpoint (256 KiB NDJSON requests, like the runner) while one websocket
+// viewer follows, against the same bytes over one raw loopback TCP connection.
+func BenchmarkStepThroughput(b *testing.B) {
+	const n = 1_000_000
+	batches := producerLines(n)
+	var total int64
+	for _, bt := range batches {
+		total += int64(len(bt))
+	}
+	var ours, raw time.Duration
+	cnt := 0
+	for b.Loop() {
+		raw += rawTCP(b, batches, n)
+		svc := startService(b, serviceOptions{})
+		conn, err := newViewer(svc.URL).dial(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan int64, 1)
+		go func() { done <- leanFollow(conn) }()
+		start := time.Now()
+		client := &http.Client{}
+		for _, bt := range batches {
+			req, _ := http.NewRequest(http.MethodPost, svc.URL+"/api/v1/runs/"+testRun+"/steps/"+testStep+"/lines", bytes.NewReader(bt))
+			req.Header.Set("Authorization", "Bearer "+pushToken)
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		svc.Logs.SetEnd(testRun, testStep, logstream.End{FinalSeq: n})
+		if got := <-done; got != n {
+			b.Fatalf("viewer got %d lines in order", got)
+		}
+		ours += time.Since(start)
+		conn.Close()
+		svc.kill()
+		cnt++
+	}
+	d := time.Duration(cnt)
+	b.ReportMetric(float64(n)/(ours/d).Seconds(), "lines/s")
+	b.ReportMetric(float64(total)/(ours/d).Seconds()/1e6, "MB/s")
+	b.ReportMetric(float64(total)/(raw/d).Seconds()/1e6, "tcp-MB/s")
+	b.ReportMetric(float64(raw)/float64(ours), "ratio-vs-tcp")
+}
+
+// leanFollow reads lines frames until step_end, checking that seqs arrive in order without holes
+// by scanning the frames rather than decoding them (a browser's cost is not the service's). It
+// returns the last seq.
+func leanFollow(c *websocket.Conn) int64 {
+	var last int64
+	for {
+		_, msg, err := c.ReadMessage()
+		if err != nil {
+			return last
+		}
+		if bytes.HasPrefix(msg, []byte(`{"type":"step_end"`)) {
+			return last
+		}
+		for rest := msg; ; {
+			i := bytes.Index(rest, []byte(`{"seq":`))
+			if i < 0 {
+				break
+			}
+			rest = rest[i+7:]
+			j := bytes.IndexByte(rest, ',')
+			seq, _ := strconv.ParseInt(string(rest[:j]), 10, 64)
+			if seq != last+1 {
+				return last
+			}
+			last = seq
+		}
+	}
+}
+
+// rawTCP sends the batches over one loopback TCP connection to a reader counting lines.
+func rawTCP(b *testing.B, batches [][]byte, n int) time.Duration {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan time.Time, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 256<<10)
+		lines := 0
+		for lines < n {
+			k, err := c.Read(buf)
+			lines += bytes.Count(buf[:k], []byte{'\n'})
+			if err != nil {
+				break
+			}
+		}
+		got <- time.Now()
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	for _, bt := range batches {
+		if _, err := c.Write(bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return (<-got).Sub(start)
+}
+
+// BenchmarkThousandViewers connects 1,000 websocket viewers to one step, measures the memory
+// each idle viewer costs (server and client side together, in this process), then appends 1,000
+// lines/s for 3 s and measures every viewer's latency.
+func BenchmarkThousandViewers(b *testing.B) {
+	const viewers, rate, seconds = 1000, 1000, 3
+	var lat []time.Duration
+	var perViewer float64
+	for b.Loop() {
+		svc := startService(b, serviceOptions{})
+		svc.Logs.Append(testRun, testStep, []logstream.Line{{Seq: 1, TS: time.Now(), Stream: logstream.Stdout, Text: "start"}})
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		conns := make([]*websocket.Conn, viewers)
+		u := strings.Replace(svc.URL, "http", "ws", 1) + "/api/v1/ws"
+		for i := range conns {
+			c, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + testToken}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.WriteJSON(map[string]any{"type": "subscribe", "run": testRun, "step": testStep, "after_seq": 1})
+			conns[i] = c
+		}
+		time.Sleep(500 * time.Millisecond) // subscriptions settle; every viewer is idle
+		runtime.GC()
+		var idle runtime.MemStats
+		runtime.ReadMemStats(&idle)
+		perViewer = float64(int64(idle.HeapInuse+idle.StackInuse)-int64(before.HeapInuse+before.StackInuse)) / viewers
+		total := rate * seconds
+		for _, c := range conns {
+			wg.Add(1)
+			go func(c *websocket.Conn) {
+				defer wg.Done()
+				defer c.Close()
+				var mine []time.Duration
+				seen := 1
+				for seen < total+1 {
+					c.SetReadDeadline(time.Now().Add(30 * time.Second))
+					_, msg, err := c.ReadMessage()
+					recv := time.Now()
+					if err != nil {
+						break
+					}
+					if !bytes.HasPrefix(msg, []byte(`{"type":"lines"`)) {
+						continue
+					}
+					for rest := msg; ; {
+						i := bytes.Index(rest, []byte(`"ts":"`))
+						if i < 0 {
+							break
+						}
+						rest = rest[i+6:]
+						j := bytes.IndexByte(rest, '"')
+						if ts, err := time.Parse(time.RFC3339Nano, string(rest[:j])); err == nil {
+							mine = append(mine, recv.Sub(ts))
+						}
+						seen++
+					}
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}(c)
+		}
+		tick := time.NewTicker(time.Second / rate)
+		for i := 2; i <= total+1; i++ {
+			<-tick.C
+			svc.Logs.Append(testRun, testStep, []logstream.Line{{Seq: int64(i), TS: time.Now(), Stream: logstream.Stdout, Text: "line " + strconv.Itoa(i)}})
+		}
+		tick.Stop()
+		wg.Wait()
+		svc.kill()
+	}
+	b.ReportMetric(ms(percentile(lat, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 0.99)), "p99-ms")
+	b.ReportMetric(perViewer/1024, "KiB/idle-viewer")
+	b.ReportMetric(float64(len(lat)), "deliveries")
+}
