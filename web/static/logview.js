@@ -212,10 +212,11 @@ export class LogView {
     }
   }
 
-  trim() {
+  /** trim drops the oldest chunks until at most keep rows remain (they can be loaded again). */
+  trim(keep = MAX_ROWS * 0.9) {
     let drop = 0;
     let k = 0;
-    while (k < this.chunks.length - 1 && this.total - drop > MAX_ROWS * 0.9) drop += this.chunks[k++].n;
+    while (k < this.chunks.length - 1 && this.total - drop > keep) drop += this.chunks[k++].n;
     if (!drop) return;
     this.chunks.splice(0, k);
     for (const ch of this.chunks) ch.start -= drop;

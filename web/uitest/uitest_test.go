@@ -746,6 +746,22 @@ func bigLogAttempt(t *testing.T, b *tab, u, shot string) (int, string) {
 		return {Lines: v.countMatching('some payload text'), Dupes: st.dupes, Holes: st.holes}; })()`); m.Lines != 100000 || m.Dupes != 0 || m.Holes != 0 {
 		b.fail("the panel holds %+v, want 100000 user lines, no duplicate, no hole", m)
 	}
+	// Drop the oldest rows as the view does past its cap, then "Load earlier" brings back the 5,000
+	// lines before the first one held, over REST, with nothing missing or doubled.
+	type earlier struct {
+		Before, After, Rows int
+		Dupes, Holes        int
+		Button              bool
+	}
+	e := js[earlier](b, `(async () => { const v = window.kfbridge.logView;
+		v.trim(60000); v.render();
+		const before = Object.values(v.stats().steps)[0].first, button = !v.earlierBtn.hidden;
+		await v.loadEarlier();
+		const st = Object.values(v.stats().steps)[0];
+		return {Before: before, After: st.first, Rows: st.count, Dupes: st.dupes, Holes: st.holes, Button: button}; })()`)
+	if !e.Button || e.Before <= 5001 || e.After != e.Before-5000 || e.Dupes != 0 || e.Holes != 0 {
+		b.fail("load earlier: %+v, want the button shown and 5000 more lines before the first, contiguous", e)
+	}
 	var over []lt
 	for _, x := range res.Tasks {
 		if x.Start > res.FirstPaint && x.Dur > 50 {
