@@ -19,6 +19,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/kfbridge/kfbridge/handlers"
 )
 
 // The Elyra contract: every request the tests send to an /elyra/… route, and every answer, is
@@ -180,6 +182,9 @@ type elyraClient struct {
 	base   string
 	header func(*http.Request)
 	router routers.Router
+	// own checks the same exchange against kfbridge's own description (GET /elyra/elyra.yaml),
+	// so what kfbridge publishes about itself stays true.
+	own routers.Router
 
 	mu      sync.Mutex
 	covered map[string]bool // "METHOD /spec/path"
@@ -191,7 +196,18 @@ func newElyraClient(t *testing.T, base string, header func(*http.Request)) *elyr
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &elyraClient{t: t, base: base, header: header, router: router, covered: map[string]bool{}}
+	ownDoc, err := openapi3.NewLoader().LoadFromData(handlers.ElyraOpenAPI)
+	if err != nil {
+		t.Fatalf("kfbridge's elyra.yaml: %v", err)
+	}
+	if err := ownDoc.Validate(context.Background()); err != nil {
+		t.Fatalf("kfbridge's elyra.yaml: %v", err)
+	}
+	own, err := gorillamux.NewRouter(ownDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &elyraClient{t: t, base: base, header: header, router: router, own: own, covered: map[string]bool{}}
 }
 
 // call sends method path (starting with /elyra/) with body (nil, []byte or a value marshalled as
@@ -251,6 +267,20 @@ func (c *elyraClient) call(method, path string, body any) (*http.Response, []byt
 		Body: io.NopCloser(bytes.NewReader(out)), Options: opts}
 	if err := openapi3filter.ValidateResponse(context.Background(), rin); err != nil {
 		t.Errorf("%s %s: %d response violates elyra.yaml: %v\n%s", method, path, resp.StatusCode, err, out)
+	}
+	if oroute, oparams, err := c.own.FindRoute(vreq); err != nil {
+		t.Errorf("%s %s: not described by kfbridge's elyra.yaml: %v", method, path, err)
+	} else {
+		oin := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: oparams, Route: oroute,
+			Options: &openapi3filter.Options{MultiError: true, ExcludeRequestBody: in.Options.ExcludeRequestBody}}
+		if err := openapi3filter.ValidateRequest(context.Background(), oin); err != nil && resp.StatusCode < 400 {
+			t.Errorf("%s %s: accepted request violates kfbridge's elyra.yaml: %v", method, path, err)
+		}
+		orin := &openapi3filter.ResponseValidationInput{RequestValidationInput: oin, Status: resp.StatusCode, Header: resp.Header,
+			Body: io.NopCloser(bytes.NewReader(out)), Options: &openapi3filter.Options{MultiError: true, IncludeResponseStatus: resp.StatusCode < 400}}
+		if err := openapi3filter.ValidateResponse(context.Background(), orin); err != nil {
+			t.Errorf("%s %s: %d response violates kfbridge's elyra.yaml: %v\n%s", method, path, resp.StatusCode, err, out)
+		}
 	}
 	if resp.StatusCode >= 400 && resp.StatusCode != http.StatusMethodNotAllowed {
 		var v any
