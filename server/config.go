@@ -25,6 +25,9 @@ type Config struct {
 	MaxBundle   int64
 
 	S3 S3Config
+	// How KFP pods get object-store credentials (a Secret name, or IRSA), and the image that
+	// carries kfbridge-step; used by export and KFP runtimes without their own settings.
+	CosAuth, CosSecret, RunnerImage string
 
 	// TrustProxyAuth delegates authentication to Jupyter (kfbridge behind jupyter-server-proxy,
 	// listening on loopback only); BaseURL is kfbridge's external root path behind a proxy.
@@ -85,6 +88,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.StringVar(&c.S3.Bucket, "s3-bucket", getenv("KFBRIDGE_S3_BUCKET"), "S3 bucket (env KFBRIDGE_S3_BUCKET)")
 	fs.StringVar(&c.S3.Prefix, "s3-prefix", getenv("KFBRIDGE_S3_PREFIX"), "object prefix, Elyra's cos_object_prefix (env KFBRIDGE_S3_PREFIX)")
 	fs.StringVar(&c.S3.Region, "s3-region", getenv("KFBRIDGE_S3_REGION"), "S3 region (env KFBRIDGE_S3_REGION)")
+	fs.StringVar(&c.CosAuth, "cos-auth", envOr(getenv, "KFBRIDGE_COS_AUTH", "secret"), "how KFP pods get object-store credentials: secret or irsa (env KFBRIDGE_COS_AUTH)")
+	fs.StringVar(&c.CosSecret, "cos-secret", envOr(getenv, "KFBRIDGE_COS_SECRET", "kfbridge-s3"), "Kubernetes Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for KFP pods (env KFBRIDGE_COS_SECRET)")
+	fs.StringVar(&c.RunnerImage, "runner-image", envOr(getenv, "KFBRIDGE_RUNNER_IMAGE", DefaultRunnerImage()), "image containing kfbridge-step for KFP pods (env KFBRIDGE_RUNNER_IMAGE)")
 	fs.BoolVar(&c.TrustProxyAuth, "trust-proxy-auth", getenv("KFBRIDGE_TRUST_PROXY_AUTH") == "true", "take requests without kfbridge's token as authenticated by Jupyter (jupyter-server-proxy); state changes need Jupyter's X-XSRFToken matching its _xsrf cookie; only with a loopback --addr (env KFBRIDGE_TRUST_PROXY_AUTH=true)")
 	fs.StringVar(&c.BaseURL, "base-url", getenv("KFBRIDGE_BASE_URL"), "kfbridge's external root path behind a proxy, e.g. /user/alice/elyra, for Location headers and links; with --trust-proxy-auth the proxy's X-Forwarded-Prefix wins (env KFBRIDGE_BASE_URL)")
 	if err := fs.Parse(args); err != nil {

@@ -21,6 +21,7 @@ type deps struct {
 	logs    *logstream.Store
 	archive logstream.Archive // the step logs the runners archive in the object store
 	origins handlers.OriginChecker
+	export  handlers.ExportFunc
 	// runtimes is the one runtime store behind /api/v1/runtimes and (later) Elyra's metadata API.
 	runtimes *runs.RuntimeStore
 	// elyra configures Elyra's REST API (handlers/elyra*.go).
@@ -60,6 +61,7 @@ func addRoutes(r chi.Router, d deps) {
 				Extract:   storage.ExtractArchive,
 			}).ServeHTTP)
 			r.Post("/pipelines/validate", handlers.ValidatePipeline(d.log, d.cfg.Workspace).ServeHTTP)
+			r.Post("/pipelines/export", handlers.ExportPipeline(d.log, d.cfg.Workspace, d.export).ServeHTTP)
 			r.Get("/runs", handlers.ListRuns(d.runs).ServeHTTP)
 			r.Get("/files", handlers.ListFiles(d.log, d.cfg.Workspace).ServeHTTP)
 			r.Get("/runs/{id}", handlers.GetRun(d.log, d.runs).ServeHTTP)

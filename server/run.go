@@ -39,6 +39,7 @@ commands:
   run       run a pipeline on an embedded server and follow its logs (no setup needed)
   submit    submit a pipeline to a kfbridge server; --follow prints step logs live
   logs      print (-f: follow) a run's or step's log; exits with the step's result
+  export    compile a pipeline for KFP (argo or kfp-v2) and upload its files
   runtimes  manage runtime configurations: list, get, create, update, delete, import (Elyra's)
   runtime-images
             manage runtime images (the same subcommands)
@@ -70,6 +71,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = submitCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "logs":
 		err = logsCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "export":
+		err = exportCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "runtimes", "runtime-images":
 		err = runtimesCmd(ctx, args[1], args[2:], getenv, stdout, stderr)
 	case "validate":

@@ -22,6 +22,7 @@ import (
 	"github.com/kfbridge/kfbridge/handlers"
 	"github.com/kfbridge/kfbridge/kfp/compile"
 	"github.com/kfbridge/kfbridge/logstream"
+	"github.com/kfbridge/kfbridge/pipeline"
 	"github.com/kfbridge/kfbridge/runs"
 	"github.com/kfbridge/kfbridge/storage"
 )
@@ -71,7 +72,7 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	runtimes, err := runs.NewRuntimeStore(cfg.MetadataDir, runs.RuntimeStoreOptions{})
+	runtimes, err := runs.NewRuntimeStore(cfg.MetadataDir, runs.RuntimeStoreOptions{DefaultRunnerImage: cfg.RunnerImage})
 	if err != nil {
 		return err
 	}
@@ -135,7 +136,16 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
-	addRoutes(r, deps{log: log, cfg: cfg, runs: mgr, logs: logs, archive: logArchive, origins: handlers.OriginChecker{Allowed: cfg.Origins}, runtimes: runtimes})
+	exp := exportSettings{s3: cfg.S3, cosAuth: cfg.CosAuth, cosSecret: cfg.CosSecret, runnerImage: cfg.RunnerImage}
+	if len(stepCmd) == 1 {
+		exp.stepBinary = stepCmd[0]
+	}
+	exportFn := func(ctx context.Context, p *pipeline.Pipeline, root, format string, noUpload bool) ([]byte, error) {
+		return exp.export(ctx, getenv, p, root, format, noUpload)
+	}
+	elyra := handlers.ElyraConfig{Log: log, Workspace: cfg.Workspace, Runs: mgr, Runtimes: runtimes, Export: exportFn,
+		Submit: elyraSubmit(mgr), Paths: handlers.ProxyPaths{BaseURL: cfg.BaseURL, TrustForwarded: cfg.TrustProxyAuth}, Spec: handlers.ElyraOpenAPI}
+	addRoutes(r, deps{log: log, cfg: cfg, runs: mgr, logs: logs, archive: logArchive, origins: handlers.OriginChecker{Allowed: cfg.Origins}, export: exportFn, runtimes: runtimes, elyra: elyra})
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	host := cfg.Addr[:strings.LastIndex(cfg.Addr, ":")]
