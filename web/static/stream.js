@@ -10,6 +10,7 @@
 import { fetchLog, getBearer, terminal, baseURL } from './api.js';
 
 const FILL_CHUNK = 5000;
+const FILL_MAX = 50000; // most lines one gap is filled with over REST
 
 export class LogStream {
   /**
@@ -202,6 +203,15 @@ export class LogStream {
   /** fill fetches lines after..to of step over REST; if that is impossible it reports the gap. */
   async fill(step, after, to, reason) {
     let cur = Math.max(after, this.last.get(step) || 0);
+    if (to - cur > FILL_MAX) {
+      // A huge gap (a late join to a long log whose start left the server's memory): fetch only its
+      // newest FILL_MAX lines. At the start of the log the page offers "Load earlier" for the rest;
+      // in the middle the skipped range is reported.
+      const skip = to - FILL_MAX;
+      if (cur > 0 && this.on.gap) this.on.gap(step, cur + 1, skip, 'too large to fetch');
+      cur = skip;
+      this.last.set(step, Math.max(this.last.get(step) || 0, skip));
+    }
     while (cur < to) {
       let got = null;
       try { got = await fetchLog(this.run, step, cur, Math.min(FILL_CHUNK, to - cur)); } catch { got = null; }

@@ -87,9 +87,10 @@ for i in range(1, 100001):
 
 // env is one kfbridge server with its workspace, plus the browser.
 type env struct {
-	srvURL, token string
-	artifacts     string
-	browser       context.Context
+	srvURL, token   string
+	bigRun, bigStep string // the 100,000-line run, once testBigLog made it
+	artifacts       string
+	browser         context.Context
 }
 
 func setup(t *testing.T) *env {
@@ -482,6 +483,9 @@ func TestUI(t *testing.T) {
 			t.Run("cancel", func(t *testing.T) { testCancel(t, b, m.p.base, name) })
 			t.Run("websocket-drop", func(t *testing.T) { testDrop(t, b, m.p, name) })
 			t.Run("big-log", func(t *testing.T) { testBigLog(t, b, m.p, name) })
+			if m.name == "root" {
+				t.Run("js-units", func(t *testing.T) { testJSUnits(t, b, m.p.base) })
+			}
 		})
 	}
 }
@@ -649,6 +653,7 @@ try {
 func testBigLog(t *testing.T, b *tab, p *proxy, name string) {
 	b.t = t
 	id, steps := b.e.submit(t, "big.py")
+	b.e.bigRun, b.e.bigStep = id, steps[0]
 	// Let the run finish first: on a small CI machine the step, the runner and the server compete with
 	// the browser for the CPU while the lines are produced, and a long task is wall-clock time. The
 	// live path is covered by the other tests; this one measures the viewer.
@@ -771,4 +776,73 @@ func bigLogAttempt(t *testing.T, b *tab, u, shot string) (int, string) {
 	frames, _ := json.Marshal(res.Frames)
 	return len(over), fmt.Sprintf("100,000 lines loaded, rendered, scrolled and searched in %v; first paint %.0f ms; long tasks over 50 ms after first paint: %v (long frames: %s)",
 		loaded.Round(time.Millisecond), res.FirstPaint, over, frames)
+}
+
+// jsUnits exercises the UI's modules in the browser: ANSI rendering edge cases, the chunk store, and
+// LogStream's ordering rules (duplicates dropped, a hole filled over REST from the real server
+// before later lines are passed on). It resolves to a list of failures.
+const jsUnits = `(async (run, step, bigRun, bigStep) => {
+  const fails = [];
+  const eq = (what, got, want) => { if (JSON.stringify(got) !== JSON.stringify(want)) fails.push(what + ': got ' + JSON.stringify(got) + ', want ' + JSON.stringify(want)); };
+  const { renderLine, AnsiState, highlight, lineRow } = await import('./ansi.js');
+  const { makeChunk, field, rowAt } = await import('./chunk.js');
+  const { LogStream } = await import('./stream.js');
+  let st = new AnsiState();
+  eq('escape', renderLine('a<b>&c', st), {html: 'a&lt;b&gt;&amp;c', text: 'a<b>&c'});
+  eq('sgr carried to the next line', [renderLine('\x1b[1;31mx', st).html, renderLine('y', st).html, renderLine('\x1b[0mz', st).html],
+     ['<span class="f1 a-bd">x</span>', '<span class="f1 a-bd">y</span>', 'z']);
+  st = new AnsiState();
+  eq('bright and 256 bg', renderLine('\x1b[92;48;5;17mq', st).html, '<span class="f10 b17">q</span>');
+  st = new AnsiState();
+  eq('truecolour to nearest 256', renderLine('\x1b[38;2;255;135;0mo', st).html, '<span class="f208">o</span>');
+  st = new AnsiState();
+  eq('\\r collapse', renderLine(' 10%|#   |\r 50%|##  |\r100%|####|', st).text, '100%|####|');
+  eq('\\r shorter overwrite keeps the tail', renderLine('abcdef\rXY', st).text, 'XYcdef');
+  eq('\\r then erase line', renderLine('abcdef\r\x1b[KXY', st).text, 'XY');
+  eq('CRLF', renderLine('done\r', st).text, 'done');
+  eq('backspace', renderLine('ab\bX', st).text, 'aX');
+  eq('OSC hyperlink dropped', renderLine('\x1b]8;;http://x\x07link\x1b]8;;\x07!', st).text, 'link!');
+  eq('highlight', ['An ERROR', 'Failed x', 'warning', 'WARN and error', 'fine'].map(x => highlight(x.toLowerCase())), ['err', 'err', 'warn', 'err', '']);
+  eq('row classes', lineRow({seq: 3, text: 'oops', stream: 'stderr', partial: true}, new AnsiState()), {q: 3, h: 'oops', t: 'oops', c: ' stderr partial'});
+  const ch = makeChunk('s', [{q: 1, h: 'a', t: 'hello', c: ''}, {q: 2, h: 'b\u0000', t: '', c: 'err'}, {q: 3, h: 'c', t: 'lo w', c: 'warn'}]);
+  eq('chunk fields', [0, 1, 2].map(i => [ch.q[i], field(ch.h, ch.ho, i), field(ch.t, ch.to, i), field(ch.c, ch.co, i)]),
+     [[1, 'a', 'hello', ''], [2, 'b\ufffd', '', 'err'], [3, 'c', 'lo w', 'warn']]);
+  eq('rowAt', [0, 5, 6, 7, 9].map(p => rowAt(ch.to, p)), [0, 0, 1, 2, 2]);
+
+  // LogStream ordering, fed frames directly (no socket).
+  const got = [];
+  const s = new LogStream({run, step, on: {lines: (id, ls) => got.push(...ls.map(l => l.seq))}});
+  const L = (a, b) => Array.from({length: b - a + 1}, (_, i) => ({seq: a + i, text: 'x'}));
+  s.handle({type: 'lines', run, step, lines: L(1, 10)});
+  s.handle({type: 'lines', run, step, lines: L(5, 12)});   // overlap: 11, 12 new
+  s.handle({type: 'lines', run, step, lines: L(18, 20)});  // hole 13..17: filled over REST first
+  s.handle({type: 'lines', run, step, lines: L(1, 20)});   // a replay after a reconnect: nothing new
+  s.handle({type: 'lines', run, step: 'other-step', lines: L(1, 3)}); // another step: not followed
+  await Promise.all([...s.chains.values()]);
+  eq('seqs passed on exactly once, in order', got, Array.from({length: 20}, (_, i) => i + 1));
+
+  // A gap larger than the REST fill limit at the start of a long log: only its newest 50,000 lines
+  // are fetched, the rest is left to "Load earlier", and nothing is reported missing.
+  if (bigRun) {
+    const seqs = [], gaps = [];
+    const b = new LogStream({run: bigRun, step: bigStep, on: {lines: (id, ls) => seqs.push(ls[0].seq, ls[ls.length - 1].seq, ls.length), gap: (...a) => gaps.push(a)}});
+    b.handle({type: 'gap', run: bigRun, step: bigStep, from_seq: 1, to_seq: 100000, reason: 'evicted'});
+    b.handle({type: 'lines', run: bigRun, step: bigStep, lines: L(100001, 100002)});
+    await Promise.all([...b.chains.values()]);
+    let n = 0; for (let i = 2; i < seqs.length; i += 3) n += seqs[i];
+    eq('large initial gap', {first: seqs[0], last: seqs[seqs.length - 2], n, gaps}, {first: 50001, last: 100002, n: 50002, gaps: []});
+  }
+  return fails;
+})`
+
+func testJSUnits(t *testing.T, b *tab, base string) {
+	b.t = t
+	id, steps := b.e.submit(t, "slow.py")
+	b.e.waitRun(t, id, 30*time.Second)
+	b.nav(base)
+	b.wait("app", `document.querySelector('table.runs') !== null`, 10*time.Second)
+	fails := js[[]string](b, jsUnits+`(`+jsString(id)+`, `+jsString(steps[0])+`, `+jsString(b.e.bigRun)+`, `+jsString(b.e.bigStep)+`)`)
+	for _, f := range fails {
+		t.Error(f)
+	}
 }
