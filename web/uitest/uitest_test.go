@@ -486,6 +486,7 @@ func TestUI(t *testing.T) {
 			if m.name == "root" {
 				t.Run("js-units", func(t *testing.T) { testJSUnits(t, b, m.p.base) })
 			}
+			t.Run("panel-token-embed", func(t *testing.T) { testPanelToken(t, e, m.p.base, name) })
 		})
 	}
 }
@@ -845,4 +846,22 @@ func testJSUnits(t *testing.T, b *tab, base string) {
 	for _, f := range fails {
 		t.Error(f)
 	}
+}
+
+// testPanelToken opens the panel the way a cross-origin notebook embed does: no session cookie, the
+// token in the fragment. The panel must follow the step with it (REST and websocket) and drop it
+// from the address.
+func testPanelToken(t *testing.T, e *env, base, name string) {
+	id, steps := e.submit(t, "fail.py")
+	b := e.newTab(t, true)
+	b.nav(base + "panel.html#run=" + id + "&step=" + steps[0] + "&token=" + e.token)
+	b.wait("lines and exit banner", `window.kfbridge.logView.countMatching('almost done') === 1 &&
+		[...document.querySelectorAll('.ln.banner.fail')].some(d => d.textContent.includes('exit code 3'))`, 20*time.Second)
+	if loc := js[string](b, `location.href`); strings.Contains(loc, "token") {
+		t.Errorf("the token is still in the address: %s", loc)
+	}
+	if c := js[string](b, `document.cookie`); c != "" {
+		t.Errorf("cookies %q, want none (the panel must not need a session)", c)
+	}
+	b.shot(name + "-panel-token-embed")
 }
