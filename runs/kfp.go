@@ -303,6 +303,16 @@ func TaskNames(p *pipeline.Pipeline, format string) (map[string]string, error) {
 	return out, nil
 }
 
+// Attach implements Attacher: it reopens the runtime's object store for the run's step logs.
+func (k *KFP) Attach(ctx context.Context, job *Job) error {
+	store, err := k.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	job.Remote.Archive = logstream.StoreArchive{Store: store, Prefix: k.rc.Metadata.COSObjectPrefix}
+	return nil
+}
+
 // Terminate implements Terminator.
 func (k *KFP) Terminate(ctx context.Context, job *Job) error {
 	if job.Remote == nil || job.Remote.KFPRunID == "" {

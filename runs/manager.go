@@ -41,6 +41,13 @@ type Terminator interface {
 	Terminate(ctx context.Context, job *Job) error
 }
 
+// Attacher is implemented by Starter runtimes that can follow a run they started before kfbridge
+// restarted: Attach fills in what Start returned besides the identity kept in the run record
+// (job.Remote.Archive).
+type Attacher interface {
+	Attach(ctx context.Context, job *Job) error
+}
+
 // Started describes a run a Starter has created elsewhere.
 type Started struct {
 	// KFPRunID is the run's ID in Kubeflow Pipelines; RunURL its page in the KFP UI.
@@ -163,6 +170,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m.idem = idem
 	entries, _ := os.ReadDir(filepath.Join(cfg.DataDir, "runs"))
+	var follow []*Run
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, "runs", e.Name(), "run.json"))
 		if err != nil {
@@ -170,6 +178,13 @@ func NewManager(cfg Config) (*Manager, error) {
 		}
 		var r Run
 		if json.Unmarshal(b, &r) != nil || r.ID == "" {
+			continue
+		}
+		if !Terminal(r.Status) && r.KFPRunID != "" && cfg.Runtimes != nil {
+			// The run goes on in KFP: follow it again (once every run is loaded).
+			m.runs[r.ID] = &r
+			m.replay(&r)
+			follow = append(follow, &r)
 			continue
 		}
 		if !Terminal(r.Status) {
@@ -186,6 +201,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		}
 		m.runs[r.ID] = &r
 		m.replay(&r)
+	}
+	for _, r := range follow {
+		m.reattach(r)
 	}
 	return m, nil
 }
@@ -363,6 +381,13 @@ func (m *Manager) submitRemote(ctx context.Context, sub Submission, rt Runtime, 
 	rr := remoteRun{job: job, stop: stop}
 	rr.rt, _ = rt.(Terminator)
 	m.remote[r.ID] = rr
+	for _, s := range r.Steps {
+		for task, id := range started.Tasks {
+			if id == s.ID {
+				s.KFPTask = task
+			}
+		}
+	}
 	m.save(r)
 	snapshot := r.clone()
 	m.mu.Unlock()
@@ -380,13 +405,79 @@ func (m *Manager) submitRemote(ctx context.Context, sub Submission, rt Runtime, 
 	go func() {
 		defer m.wg.Done()
 		defer runCancel()
-		err := rt.Execute(runCtx, job, &reporter{m: m, runID: r.ID})
-		if errors.Is(context.Cause(runCtx), errShutdown) {
-			return // the run goes on remotely; its record stays as last seen
-		}
-		m.conclude(runCtx, r.ID, err)
+		m.followRemote(runCtx, r.ID, rt, job)
 	}()
 	return snapshot, nil
+}
+
+// followRemote runs a remote run's Execute and ends the run with its outcome, unless kfbridge is
+// shutting down: the run goes on remotely and its record stays as last seen, to be followed again
+// after the restart.
+func (m *Manager) followRemote(ctx context.Context, runID string, rt Runtime, job *Job) {
+	err := rt.Execute(ctx, job, &reporter{m: m, runID: runID})
+	if errors.Is(context.Cause(ctx), errShutdown) {
+		return
+	}
+	m.conclude(ctx, runID, err)
+}
+
+// attachTimeout bounds re-attaching one remote run after a restart.
+const attachTimeout = time.Minute
+
+// reattach follows a remote run that was active when kfbridge last stopped. The runtime is
+// resolved and attached in the background, so a slow or unreachable KFP does not delay startup;
+// if that fails the run is failed with the reason. The caller holds no lock; r is read before
+// the background work starts.
+func (m *Manager) reattach(r *Run) {
+	tasks := map[string]string{}
+	for _, s := range r.Steps {
+		if s.KFPTask != "" {
+			tasks[s.KFPTask] = s.ID
+		}
+	}
+	job := &Job{RunID: r.ID, Name: r.Name, RunDir: r.RunDir, Remote: &Started{KFPRunID: r.KFPRunID, RunURL: r.RunURL,
+		RunDir: r.RunDir, ObjectStoreURL: r.ObjectStoreURL, Tasks: tasks}}
+	runCtx, stop := context.WithCancelCause(context.Background())
+	m.mu.Lock()
+	m.cancels[r.ID] = func() { stop(nil) }
+	m.remote[r.ID] = remoteRun{job: job, stop: stop}
+	m.mu.Unlock()
+	runtimeName := r.Runtime
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer stop(nil)
+		fail := func(err error) {
+			m.cfg.Logger.Warn("cannot follow run after restart", "run_id", r.ID, "kfp_run_id", job.Remote.KFPRunID, "err", err)
+			m.finish(r.ID, StatusFailed, "kfbridge restarted and cannot follow the KFP run "+job.Remote.KFPRunID+": "+err.Error())
+		}
+		actx, cancel := context.WithTimeout(runCtx, attachTimeout)
+		rt, err := m.cfg.Runtimes.Resolve(actx, runtimeName)
+		if err == nil {
+			if at, ok := rt.(Attacher); ok {
+				err = at.Attach(actx, job)
+			} else {
+				err = fmt.Errorf("runtime %q cannot follow runs it did not start", runtimeName)
+			}
+		}
+		cancel()
+		if err != nil {
+			if !errors.Is(context.Cause(runCtx), errShutdown) {
+				fail(err)
+			}
+			return
+		}
+		if m.cfg.Archives != nil && job.Remote.Archive != nil {
+			m.cfg.Archives.Set(r.ID, job.Remote.Archive)
+		}
+		m.mu.Lock()
+		rr := m.remote[r.ID]
+		rr.rt, _ = rt.(Terminator)
+		m.remote[r.ID] = rr
+		m.mu.Unlock()
+		m.cfg.Logger.Info("following run again after restart", "run_id", r.ID, "kfp_run_id", job.Remote.KFPRunID)
+		m.followRemote(runCtx, r.ID, rt, job)
+	}()
 }
 
 // progress records and publishes packaging progress of a run.

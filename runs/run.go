@@ -63,10 +63,12 @@ type Run struct {
 
 // Step is the state of one step (node) of a run.
 type Step struct {
-	ID         string     `json:"id"`
-	Label      string     `json:"label"`
-	File       string     `json:"file"`
-	Parents    []string   `json:"parents,omitempty"`
+	ID      string   `json:"id"`
+	Label   string   `json:"label"`
+	File    string   `json:"file"`
+	Parents []string `json:"parents,omitempty"`
+	// KFPTask is the step's DAG task name in KFP (what the KFP UI shows), for runs on KFP.
+	KFPTask    string     `json:"kfp_task,omitempty"`
 	Status     string     `json:"status"`
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	Message    string     `json:"message,omitempty"`

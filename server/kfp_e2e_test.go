@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -527,5 +530,99 @@ func TestKFPSubmitFaults(t *testing.T) {
 	expectProblem("key reuse", resp, body, http.StatusConflict, "Idempotency-Key")
 	if v := e.fake.Violations(); len(v) > 0 {
 		t.Errorf("contract violations: %v", v)
+	}
+}
+
+// startServerData runs the real binary with a given data dir (to restart a server on its state);
+// stop ends it gracefully.
+func startServerData(t *testing.T, workspace, dataDir string, env []string) (s *testServer, stop func()) {
+	t.Helper()
+	s = &testServer{Token: "test-token-0123456789", Workspace: workspace, DataDir: dataDir, stderr: &bytes.Buffer{}}
+	port := freePort(t)
+	s.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	s.cmd = exec.Command(filepath.Join(binDir, "kfbridge"), "serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"--workspace", workspace, "--data-dir", dataDir, "--token", s.Token)
+	s.cmd.Stdout, s.cmd.Stderr = s.stderr, s.stderr
+	s.cmd.Env = append(os.Environ(), env...)
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			s.cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { s.cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				s.cmd.Process.Kill()
+				t.Errorf("server did not shut down within 20s")
+			}
+			if t.Failed() {
+				t.Logf("server log:\n%s", s.stderr)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(s.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, stop
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not start: %v\n%s", err, s.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Ensure a KFP run outlives a kfbridge restart: stopping the server leaves the run running (it
+// goes on in KFP, it is not cancelled), and the restarted server follows it to the end, with the
+// step's lines served from the runtime's object store.
+func TestKFPRunSurvivesRestart(t *testing.T) {
+	ws := t.TempDir()
+	writeFile(t, filepath.Join(ws, "long.py"), "import time\nprint('before restart', flush=True)\ntime.sleep(4)\nprint('after restart')\n")
+	writePipeline(t, ws, "remote-long", []tnode{{id: "long", file: "long.py"}})
+	e := startKFPEnv(t, ws, "v1beta1")
+	e.s.cmd.Process.Signal(os.Interrupt) // the env's own server is not used below
+	dataDir := t.TempDir()
+	env := []string{"KFBRIDGE_KFP_POLL_INTERVAL=100ms"}
+	s1, stop1 := startServerData(t, ws, dataDir, env)
+	e.s = s1
+	e.createRuntime(t, "kfp-r", e.fake.URL, "v1beta1", nil)
+	resp, body := e.submit(t, "kfp-r", "remote-long.pipeline", "")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("submit: %s %s", resp.Status, body)
+	}
+	var ans submitAnswer
+	json.Unmarshal(body, &ans)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.getRun(t, ans.ID).Steps[0].Status != "running" {
+		if time.Now().After(deadline) {
+			t.Fatal("step never reported running")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop1()
+	if fr := e.fake.Run(ans.KFPRunID); fr.Terminated() {
+		t.Fatal("stopping kfbridge terminated the KFP run")
+	}
+	s2, _ := startServerData(t, ws, dataDir, env)
+	e.s = s2
+	if v := e.getRun(t, ans.ID); v.Status != "running" {
+		t.Fatalf("after restart the run is %s (%s), want still running", v.Status, v.Error)
+	}
+	msgs := <-e.watchRun(t, ans.ID, 30*time.Second)
+	v := e.waitRun(t, ans.ID, 20*time.Second)
+	if v.Status != "succeeded" || v.Steps[0].Status != "succeeded" {
+		t.Errorf("run after restart = %+v, want succeeded", v)
+	}
+	if lines, _ := stepLines(msgs, "long"); strings.Join(lines, "|") != "before restart|after restart" {
+		t.Errorf("lines over the restarted server's websocket = %q", lines)
 	}
 }
