@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/kfbridge/kfbridge/kfp"
 	"github.com/kfbridge/kfbridge/pipeline"
 	"github.com/kfbridge/kfbridge/runs"
 )
@@ -249,7 +250,7 @@ type elyraExportRequest struct {
 }
 
 // ElyraExport handles POST /elyra/pipeline/export: validates, compiles ("yaml": KFP 2.x IR, or an
-// Argo workflow for a runtime configured with api_version v1; "argo" and "kfp-v2" name a target
+// Argo workflow for a runtime configured with api_version v1beta1; "argo" and "kfp-v2" name a target
 // explicitly) and writes the package into the workspace at export_path. 201 {export_path} with
 // Location <jupyter base>api/contents/<path>; 409 if the file exists and overwrite is false.
 func ElyraExport(c ElyraConfig) http.Handler {
@@ -318,7 +319,7 @@ func ElyraExport(c ElyraConfig) http.Handler {
 func exportTarget(format string, rc runs.RuntimeConfig) (string, error) {
 	switch format {
 	case "yaml":
-		if rc.Metadata.APIVersion == "v1" {
+		if rc.Metadata.APIVersion == kfp.V1Beta1 {
 			return runs.FormatArgo, nil
 		}
 		return runs.FormatKFPv2, nil

@@ -314,3 +314,28 @@ func roundTrip(t *testing.T, v any) map[string]any {
 	}
 	return out
 }
+
+func TestExportTarget(t *testing.T) {
+	rt := func(v string) runs.RuntimeConfig {
+		return runs.RuntimeConfig{Metadata: runs.RuntimeMetadata{APIVersion: v}}
+	}
+	for _, c := range []struct {
+		format string
+		rc     runs.RuntimeConfig
+		want   string
+	}{
+		{"yaml", runs.LocalRuntime(), runs.FormatKFPv2},
+		{"yaml", rt("auto"), runs.FormatKFPv2},
+		{"yaml", rt("v2beta1"), runs.FormatKFPv2},
+		{"yaml", rt("v1beta1"), runs.FormatArgo},
+		{"argo", rt("v2beta1"), runs.FormatArgo},
+		{"kfp-v2", rt("v1beta1"), runs.FormatKFPv2},
+		{"py", rt(""), ""},
+		{"zip", rt(""), ""},
+	} {
+		got, err := exportTarget(c.format, c.rc)
+		if got != c.want || (c.want == "") != (err != nil) {
+			t.Errorf("exportTarget(%q, %q) = %q, %v; want %q", c.format, c.rc.Metadata.APIVersion, got, err, c.want)
+		}
+	}
+}
