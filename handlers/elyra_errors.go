@@ -48,7 +48,12 @@ func ElyraError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err er
 	}
 	if code >= 500 {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		p.Message = "internal error; see the kfbridge server log"
+		if code != http.StatusBadGateway {
+			// As Error: a 502 names the system that failed (KFP, a runtime's object store) and what
+			// it said, which the user needs to fix a runtime configuration (Elyra shows its
+			// processor's errors the same way); other 5xx are kfbridge's own.
+			p.Message = "internal error; see the kfbridge server log"
+		}
 	}
 	if code == 499 {
 		p.Reason = "Client Closed Request"

@@ -90,6 +90,18 @@ func TestElyraScheduleKFPBehindJupyterProxy(t *testing.T) {
 	if bearer == 0 {
 		t.Error("no request reached the fake KFP with the stored bearer token")
 	}
+	// A runtime whose token KFP refuses: the schedule fails in Elyra's shape, saying why, and the
+	// wrong token is not echoed.
+	const wrongToken = "not-the-token-kfp-knows"
+	c.expect("POST", "/elyra/metadata/runtimes", map[string]any{"name": "bad_token", "display_name": "Bad token", "schema_name": "kfp", "metadata": map[string]any{
+		"api_endpoint": fake.URL, "api_version": "v2beta1", "auth_type": "EXISTING_BEARER_TOKEN", "api_password": wrongToken,
+		"cos_endpoint": gw.Endpoint, "cos_bucket": "elyra-kfp", "cos_auth_type": "KUBERNETES_SECRET", "cos_secret": cosSecretRef,
+		"cos_username": gw.AccessKey, "cos_password": gw.SecretKey, "runner_image": "ghcr.io/kfbridge/kfbridge:test"}}, 201)
+	resp, out := c.call("POST", "/elyra/pipeline/schedule", frontendPipeline("bad_token", "KUBEFLOW_PIPELINES", false, "flows/hello.py"))
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(out), "Kubeflow Pipelines") || strings.Contains(string(out), wrongToken) || strings.Contains(string(out), gw.SecretKey) {
+		t.Errorf("schedule with a token KFP refuses: %d %s", resp.StatusCode, out)
+	}
+
 	final, text := followRunLog(t, f, id)
 	if final != runs.StatusSucceeded || !strings.Contains(strings.Join(text, "\n"), "hi from elyra") {
 		t.Errorf("KFP run %s ended %s with log %q\npod log:\n%s", id, final, text, emu.Output(kfpRun, "hello"))
