@@ -603,10 +603,23 @@ func testDrop(t *testing.T, b *tab, p *proxy, name string) {
 	id, steps := b.e.submit(t, "slow.py")
 	b.nav(p.base + "panel.html#run=" + id + "&step=" + steps[0])
 	b.wait("first lines", `window.kfbridge.logView.grep('line ', 1e6).filter(r => /^line \d{4}$/.test(r.t)).length >= 40`, 20*time.Second)
+	// Follow mode: pinned to the bottom while lines arrive; scrolling up unpins it and new lines do
+	// not move the view; the Follow button pins it again.
+	pinned := `(() => { const v = window.kfbridge.logView, s = v.scroller; return v.follow && v.followBtn.classList.contains('on') &&
+		s.scrollHeight > s.clientHeight && s.scrollTop + s.clientHeight >= s.scrollHeight - 20; })()`
+	b.wait("pinned to the bottom", pinned, 5*time.Second)
+	n0 := js[int](b, `(() => { const v = window.kfbridge.logView; v.scroller.scrollTop = 0; return v.countRows(); })()`)
+	b.wait("unpinned by scrolling up", `!window.kfbridge.logView.follow`, 5*time.Second)
+	b.wait("more lines while unpinned", `window.kfbridge.logView.countRows() >= `+fmt.Sprint(n0+15)+` && window.kfbridge.logView.scroller.scrollTop === 0`, 10*time.Second)
+	b.do(chromedp.Click(chromedp.CSS(`.log-bar .follow`)))
+	b.wait("pinned again", pinned, 5*time.Second)
+	if js[bool](b, `window.kfbridge.stream.done`) {
+		t.Fatal("the step ended before the connection could be cut; make slow.py slower")
+	}
 	cuts := 0
 	for i := 0; i < 2; i++ {
 		n := p.cut()
-		if n == 0 {
+		if n == 0 && i == 0 {
 			t.Fatal("no websocket went through the proxy to cut")
 		}
 		cuts += n
