@@ -482,6 +482,8 @@ func jupyterProxy(t *testing.T, backend, jupyterToken string) *httptest.Server {
 	const prefix = "/user/alice/elyra"
 	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
+		// jupyter-server-proxy passes the browser's Host on, so the browser's Origin matches it.
+		pr.Out.Host = pr.In.Host
 		pr.Out.URL.Path = strings.TrimPrefix(pr.In.URL.Path, prefix)
 		pr.Out.URL.RawPath = ""
 		if pr.Out.URL.Path == "" {
@@ -491,8 +493,18 @@ func jupyterProxy(t *testing.T, backend, jupyterToken string) *httptest.Server {
 		pr.Out.Header.Set("X-Forwarded-Context", prefix)
 	}}
 	mux := http.NewServeMux()
+	// Jupyter's login: sets its session cookie (what a browser carries instead of the header).
+	mux.HandleFunc("/user/alice/login", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("token") != jupyterToken {
+			http.Error(w, "Jupyter: wrong token", http.StatusForbidden)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "jupyter-session", Value: jupyterToken, Path: "/user/alice/", HttpOnly: true})
+		http.Redirect(w, r, r.URL.Query().Get("next"), http.StatusFound)
+	})
 	mux.HandleFunc(prefix+"/", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "token "+jupyterToken {
+		session, _ := r.Cookie("jupyter-session")
+		if r.Header.Get("Authorization") != "token "+jupyterToken && (session == nil || session.Value != jupyterToken) {
 			http.Error(w, "Jupyter: not authenticated", http.StatusForbidden)
 			return
 		}
