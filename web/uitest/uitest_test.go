@@ -522,6 +522,13 @@ func testSubmitHello(t *testing.T, b *tab, base, name string) {
 	b.wait("all lines", `window.kfbridge.logView.countMatching('sum = 15') === 1 &&
 		window.kfbridge.logView.grep('finished: exit code 0').filter(r => r.c.includes('banner')).length === 3`, 10*time.Second)
 	b.shot(name + "-run")
+	// The artifacts link is the run's object_storage_url (a KFP run would also link its run_url).
+	if ok := js[bool](b, `(async () => { const id = decodeURIComponent(location.hash.split('/')[2].split('?')[0]);
+		const run = await (await fetch('api/v1/runs/' + encodeURIComponent(id))).json();
+		const a = document.querySelector('#artifacts-link');
+		return !!run.object_storage_url && !!a && a.href === run.object_storage_url && !document.querySelector('#kfp-link') === !run.run_url; })()`); !ok {
+		b.fail("the artifacts/KFP links do not match the run's object_storage_url/run_url")
+	}
 
 	// Selecting a step filters the log to that step.
 	b.do(chromedp.Click(chromedp.CSS(`#step-tabs button:nth-child(2)`)))
