@@ -112,6 +112,14 @@ func NewKFP(rc RuntimeConfig, opts KFPOptions) (*KFP, error) {
 	}
 	co := opts.Client
 	co.APIVersion, co.Namespace, co.Auth, co.CABundle = ko.APIVersion, ko.Namespace, ko.Auth, ko.CABundle
+	if co.Retry.LookupDelay <= 0 {
+		// After a create timed out, give KFP as long again to finish it before looking it up: a
+		// create that lands after the look-up found nothing would be sent twice.
+		co.Retry.LookupDelay = co.RequestTimeout
+		if co.Retry.LookupDelay <= 0 {
+			co.Retry.LookupDelay = 30 * time.Second
+		}
+	}
 	client, err := kfp.New(m.APIEndpoint, co)
 	if err != nil {
 		return nil, fmt.Errorf("%w: runtime %q: %v", ErrInvalid, rc.Name, err)

@@ -49,7 +49,7 @@ func startKFPEnv(t *testing.T, ws, apiVersion string) *kfpEnv {
 		versions = []string{"v1beta1", "v2beta1"} // a KFP 2.x server serves both
 	}
 	fake := kfptest.NewServer(t, kfptest.Options{Versions: versions, Executor: emu})
-	s := startServerEnv(t, ws, []string{"KFBRIDGE_KFP_POLL_INTERVAL=100ms"})
+	s := startServerEnv(t, ws, []string{"KFBRIDGE_KFP_POLL_INTERVAL=100ms", "KFBRIDGE_KFP_REQUEST_TIMEOUT=2s"})
 	e := &kfpEnv{s: s, fake: fake, emu: emu, gw: gw, runtime: "kfp-" + apiVersion}
 	e.createRuntime(t, e.runtime, fake.URL, apiVersion, map[string]any{})
 	return e
@@ -612,11 +612,17 @@ func TestKFPRunSurvivesRestart(t *testing.T) {
 	if fr := e.fake.Run(ans.KFPRunID); fr.Terminated() {
 		t.Fatal("stopping kfbridge terminated the KFP run")
 	}
+	rec, err := os.ReadFile(filepath.Join(dataDir, "runs", ans.ID, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored runView
+	json.Unmarshal(rec, &stored)
+	if stored.Status != "running" {
+		t.Fatalf("after a graceful stop the run record says %s (%s), want still running", stored.Status, stored.Error)
+	}
 	s2, _ := startServerData(t, ws, dataDir, env)
 	e.s = s2
-	if v := e.getRun(t, ans.ID); v.Status != "running" {
-		t.Fatalf("after restart the run is %s (%s), want still running", v.Status, v.Error)
-	}
 	msgs := <-e.watchRun(t, ans.ID, 30*time.Second)
 	v := e.waitRun(t, ans.ID, 20*time.Second)
 	if v.Status != "succeeded" || v.Steps[0].Status != "succeeded" {
@@ -624,5 +630,37 @@ func TestKFPRunSurvivesRestart(t *testing.T) {
 	}
 	if lines, _ := stepLines(msgs, "long"); strings.Join(lines, "|") != "before restart|after restart" {
 		t.Errorf("lines over the restarted server's websocket = %q", lines)
+	}
+}
+
+// Ensure a create-run request that times out while KFP still processes it (KFP answers after
+// 1.5 s, the client gives up after its 1 s request timeout) does not make a second run: the client
+// waits as long as its request timeout, looks the run up instead of sending again, and the submit
+// answers with the one run.
+func TestKFPSubmitTimeoutNoDuplicate(t *testing.T) {
+	ws := t.TempDir()
+	writeFile(t, filepath.Join(ws, "x.py"), "print('x')\n")
+	writePipeline(t, ws, "slowkfp", []tnode{{id: "x", file: "x.py"}})
+	e := startKFPEnv(t, ws, "v1beta1")
+	e.s.cmd.Process.Signal(os.Interrupt) // replaced by a server with a short KFP request timeout
+	s, _ := startServerData(t, ws, t.TempDir(), []string{"KFBRIDGE_KFP_POLL_INTERVAL=100ms", "KFBRIDGE_KFP_REQUEST_TIMEOUT=1s"})
+	e.s = s
+	e.createRuntime(t, "kfp-t", e.fake.URL, "v1beta1", nil)
+	e.fake.InjectFault(kfptest.Fault{Method: "POST", Path: "/apis/v1beta1/runs", Delay: 1500 * time.Millisecond, Detached: true})
+	resp, body := e.submit(t, "kfp-t", "slowkfp.pipeline", "")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("submit with a create-run timeout: %s %s, want 201 (the run was created)", resp.Status, body)
+	}
+	var ans submitAnswer
+	json.Unmarshal(body, &ans)
+	time.Sleep(2500 * time.Millisecond) // let every late request land
+	if n := len(e.fake.Runs()); n != 1 || e.fake.Runs()[0].ID != ans.KFPRunID {
+		t.Errorf("KFP has %d runs after a timed-out create; want exactly the answered one (%s)", n, ans.KFPRunID)
+	}
+	if n := e.fake.CountRequests("POST", "/apis/v1beta1/runs"); n != 1 {
+		t.Errorf("create run sent %d times; want 1 (found by look-up, not re-sent)", n)
+	}
+	if v := e.waitRun(t, ans.ID, 20*time.Second); v.Status != "succeeded" {
+		t.Errorf("run = %+v, want succeeded", v)
 	}
 }

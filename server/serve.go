@@ -111,6 +111,13 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout,
 		}
 		kfpOpts.MaxPollInterval = 4 * kfpOpts.PollInterval
 	}
+	if v := getenv("KFBRIDGE_KFP_REQUEST_TIMEOUT"); v != "" {
+		// Bound of one KFP API request (Go duration, default 30s); mostly for tests.
+		if kfpOpts.Client.RequestTimeout, err = time.ParseDuration(v); err != nil {
+			ln.Close()
+			return fmt.Errorf("KFBRIDGE_KFP_REQUEST_TIMEOUT: %w", err)
+		}
+	}
 	mgr, err := runs.NewManager(runs.Config{
 		DataDir:     cfg.DataDir,
 		Store:       store,
