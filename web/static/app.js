@@ -18,6 +18,9 @@ function errorBox(e) {
   return box;
 }
 
+/** rank orders statuses by progress: pending < running < any final status. */
+function rank(status) { return terminal(status) ? 2 : status === 'running' ? 1 : 0; }
+
 function duration(r) {
   if (!r.started_at) return '';
   const end = r.finished_at ? new Date(r.finished_at) : new Date();
@@ -282,12 +285,12 @@ function runPage(id, step) {
     stopPoll = every(3000, async () => {
       if (run && terminal(run.status) && stream.done) { stopPoll && stopPoll(); return; }
       const fresh = await getJSON(`api/v1/runs/${encodeURIComponent(id)}`);
-      // Never move a step backwards: a terminal status from the stream wins over an older snapshot.
+      // Never move a status backwards: what the stream reported may be newer than this snapshot.
       for (const s of fresh.steps || []) {
         const old = (run.steps || []).find((x) => x.id === s.id);
-        if (old && terminal(old.status) && !terminal(s.status)) { s.status = old.status; s.exit_code = old.exit_code; }
+        if (old && rank(old.status) > rank(s.status)) { s.status = old.status; s.exit_code = old.exit_code; }
       }
-      if (terminal(run.status) && !terminal(fresh.status)) fresh.status = run.status;
+      if (rank(run.status) > rank(fresh.status)) { fresh.status = run.status; fresh.error = run.error; }
       run = fresh;
       draw();
     });
