@@ -33,7 +33,66 @@ func AppendJSON(dst []byte, l Line) []byte {
 	return append(dst, '}')
 }
 
+// AppendJSONBytes is AppendJSON for a line whose text is still a byte slice (the runner's case),
+// without converting it to a string first.
+func AppendJSONBytes(dst []byte, seq int64, ts time.Time, stream string, text []byte, partial bool) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendInt(dst, seq, 10)
+	dst = append(dst, `,"ts":"`...)
+	dst = ts.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","stream":`...)
+	dst = appendString(dst, stream)
+	dst = append(dst, `,"text":`...)
+	dst = appendBytes(dst, text)
+	if partial {
+		dst = append(dst, `,"partial":true`...)
+	}
+	return append(dst, '}')
+}
+
 const hexDigits = "0123456789abcdef"
+
+// appendBytes is appendString for a byte slice.
+func appendBytes(dst []byte, s []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
 
 // appendString appends s as a JSON string. Control characters are escaped, everything else
 // (including ANSI escape sequences' printable parts and lone \r) is kept.

@@ -317,3 +317,19 @@ func TestCanonicalValidAgreesWithJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Ensure the byte-slice encoder produces exactly what AppendJSON does.
+func TestAppendJSONBytesMatches(t *testing.T) {
+	f := func(seq uint32, text []byte, partial bool) bool {
+		ts := time.Unix(int64(seq), int64(seq)*7)
+		a := AppendJSON(nil, Line{Seq: int64(seq), TS: ts, Stream: Stdout, Text: string(text), Partial: partial})
+		b := AppendJSONBytes(nil, int64(seq), ts, Stdout, text, partial)
+		return bytes.Equal(a, b)
+	}
+	if err := quick.Check(f, &quick.Config{MaxCount: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	if !f(1, []byte("bad \xff\xfe \x00 \x1b[0m \"q\" é"), true) {
+		t.Fatal("special bytes differ")
+	}
+}

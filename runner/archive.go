@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -27,8 +28,9 @@ const (
 
 // logArchive writes a step's log to the object store: NDJSON segments while the step runs, then
 // log.txt, log.ndjson.gz and manifest.json (last: its presence means the others are complete).
-// log.ndjson.gz is compressed as the step runs, so the end of a long step costs only uploads.
-// It opens its own store client so it never shares state with the step's file transfers.
+// log.ndjson.gz is compressed at the end, on every CPU at once (see compressParallel): during the
+// step the CPU belongs to the user's code. It opens its own store client so it never shares state
+// with the step's file transfers.
 type logArchive struct {
 	cfg    *config
 	getenv func(string) string
@@ -39,9 +41,6 @@ type logArchive struct {
 	wake   <-chan struct{}
 
 	store  storage.Store
-	gzFile *os.File
-	gz     *gzip.Writer
-	gzOff  int64
 	segSeq int64 // last seq uploaded in a segment
 	segOff int64 // offset in log.ndjson after it
 
@@ -51,15 +50,8 @@ type logArchive struct {
 }
 
 func newLogArchive(cfg *config, getenv func(string) string, src *sink, dir string, txt, nd *os.File) (*logArchive, error) {
-	a := &logArchive{cfg: cfg, getenv: getenv, src: src, txt: txt, nd: nd, gzPath: dir + "/log.ndjson.gz",
-		wake: src.subscribe(), stop: make(chan struct{}), done: make(chan struct{})}
-	f, err := os.Create(a.gzPath)
-	if err != nil {
-		return nil, fmt.Errorf("create log archive: %w", err)
-	}
-	a.gzFile = f
-	a.gz, _ = gzip.NewWriterLevel(f, gzip.BestSpeed)
-	return a, nil
+	return &logArchive{cfg: cfg, getenv: getenv, src: src, txt: txt, nd: nd, gzPath: dir + "/log.ndjson.gz",
+		wake: src.subscribe(), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 func (a *logArchive) key(name string) string {
@@ -94,10 +86,9 @@ func (a *logArchive) run(ctx context.Context) {
 	}
 }
 
-// cycle feeds new lines to the compressor and uploads them as segments.
+// cycle uploads new lines as segments.
 func (a *logArchive) cycle(ctx context.Context) {
 	_, end := a.src.flushed()
-	a.compress(end)
 	store := a.openStore(ctx)
 	if store == nil {
 		return
@@ -128,17 +119,62 @@ func (a *logArchive) cycle(ctx context.Context) {
 	}
 }
 
-// compress feeds log.ndjson up to end into log.ndjson.gz.
-func (a *logArchive) compress(end int64) {
-	for a.gzOff < end {
-		n := min(end-a.gzOff, 1<<20)
-		buf := make([]byte, n)
-		if _, err := a.nd.ReadAt(buf, a.gzOff); err != nil && err != io.EOF {
-			return
-		}
-		a.gz.Write(buf)
-		a.gzOff += n
+// compressParallel writes the first size bytes of src to dst as gzip: the input is cut into one
+// chunk per CPU at line boundaries and each chunk becomes its own gzip member, compressed
+// concurrently. Concatenated members are one valid gzip stream (RFC 1952), which gzip.Reader and
+// gunzip read as a whole.
+func compressParallel(src *os.File, size int64, dst io.Writer) error {
+	n := int64(runtime.GOMAXPROCS(0))
+	if size < 4<<20 {
+		n = 1
 	}
+	var cuts []int64
+	for i := int64(1); i < n; i++ {
+		off := size * i / n
+		// Move the cut after the next newline so every member holds whole lines.
+		buf := make([]byte, 64<<10)
+		for {
+			k, err := src.ReadAt(buf, off)
+			if j := bytes.IndexByte(buf[:k], '\n'); j >= 0 {
+				off += int64(j) + 1
+				break
+			}
+			off += int64(k)
+			if err != nil || off >= size {
+				off = size
+				break
+			}
+		}
+		if len(cuts) == 0 || off > cuts[len(cuts)-1] {
+			cuts = append(cuts, min(off, size))
+		}
+	}
+	bounds := append(append([]int64{0}, cuts...), size)
+	outs := make([]bytes.Buffer, len(bounds)-1)
+	errs := make([]error, len(outs))
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			zw, _ := gzip.NewWriterLevel(&outs[i], gzip.BestSpeed)
+			if _, err := io.Copy(zw, io.NewSectionReader(src, bounds[i], bounds[i+1]-bounds[i])); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = zw.Close()
+		}(i)
+	}
+	wg.Wait()
+	for i := range outs {
+		if errs[i] != nil {
+			return fmt.Errorf("compress log: %w", errs[i])
+		}
+		if _, err := outs[i].WriteTo(dst); err != nil {
+			return fmt.Errorf("compress log: %w", err)
+		}
+	}
+	return nil
 }
 
 // finish stops the segment loop and uploads the final objects. The log must be archived even when
@@ -149,9 +185,13 @@ func (a *logArchive) finish(ctx context.Context, m manifest) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	_, end := a.src.flushed()
-	a.compress(end)
-	if err := a.gz.Close(); err != nil {
-		return fmt.Errorf("compress log: %w", err)
+	gzFile, err := os.Create(a.gzPath)
+	if err != nil {
+		return fmt.Errorf("create log archive: %w", err)
+	}
+	defer gzFile.Close()
+	if err := compressParallel(a.nd, end, gzFile); err != nil {
+		return err
 	}
 	store := a.openStore(ctx)
 	if store == nil {
@@ -163,7 +203,7 @@ func (a *logArchive) finish(ctx context.Context, m manifest) error {
 	for _, f := range []struct {
 		file *os.File
 		name string
-	}{{a.txt, logstream.LogTextName}, {a.gzFile, logstream.LogNDJSONName}} {
+	}{{a.txt, logstream.LogTextName}, {gzFile, logstream.LogNDJSONName}} {
 		if _, err := f.file.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
@@ -195,8 +235,7 @@ func (a *logArchive) finish(ctx context.Context, m manifest) error {
 	return nil
 }
 
-// close releases the compressed file.
+// close stops the segment loop if finish was not reached.
 func (a *logArchive) close() {
 	a.once.Do(func() { close(a.stop) })
-	a.gzFile.Close()
 }

@@ -144,7 +144,7 @@ func (s *sink) emitLocked(stream string, raw []byte, partial bool) {
 	s.bytes += n
 	// The text goes to JSON as is: AppendJSON turns invalid UTF-8 into U+FFFD, so frames stay
 	// valid while log.txt keeps the raw bytes.
-	s.enc = logstream.AppendJSON(s.enc[:0], logstream.Line{Seq: s.seq, TS: s.now().UTC(), Stream: stream, Text: string(raw), Partial: partial})
+	s.enc = logstream.AppendJSONBytes(s.enc[:0], s.seq, s.now(), stream, raw, partial)
 	s.enc = append(s.enc, '\n')
 	if s.ndjson != nil {
 		s.ndjson.Write(s.enc)
@@ -249,6 +249,7 @@ func (s *sink) lastSeq() (int64, int64) {
 // a lone "\r" stays inside the line for the viewer to collapse. It flushes whenever it has read
 // everything the child wrote so far.
 func (s *sink) pump(stream string, r io.Reader) error {
+	growPipe(r)
 	br := bufio.NewReaderSize(r, maxLine)
 	var lastDrain time.Time
 	for {
