@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -85,12 +84,13 @@ func port(id, label string) map[string]any {
 
 // ElyraPalette handles GET /elyra/pipeline/components/{runtime_type}: the canvas palette (version
 // 3.0: categories of node_types) with the generic components.
-func ElyraPalette(log *slog.Logger) http.Handler {
+func ElyraPalette(c ElyraConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := elyraRuntimeType(chi.URLParam(r, "runtime_type")); err != nil {
-			ElyraError(log, w, r, err)
+			ElyraError(c.Log, w, r, err)
 			return
 		}
+		images := imageNames(c)
 		var nodes []map[string]any
 		for _, g := range genericComponents {
 			nodes = append(nodes, map[string]any{
@@ -99,7 +99,9 @@ func ElyraPalette(log *slog.Logger) http.Handler {
 				"parameters": map[string]any{},
 				"app_data": map[string]any{
 					"extensions": []string{g.ext}, "parameter_refs": map[string]string{"filehandler": "filename"}, "image": g.icon,
-					"ui_data": map[string]any{"label": g.label, "description": g.description, "image": g.icon, "x_pos": 0, "y_pos": 0},
+					// The node's property schema inline, as Elyra's palette carries it.
+					"properties": nodeSchema(g, images),
+					"ui_data":    map[string]any{"label": g.label, "description": g.description, "image": g.icon, "x_pos": 0, "y_pos": 0},
 				},
 			})
 		}

@@ -71,3 +71,13 @@ func elyraNotFound(r *http.Request) error {
 func ElyraNotFound(log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ElyraError(log, w, r, elyraNotFound(r)) })
 }
+
+// ElyraMethodNotAllowed answers a known Elyra path with a method it does not take, in Elyra's
+// error shape.
+func ElyraMethodNotAllowed() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		encode(w, http.StatusMethodNotAllowed, ElyraProblem{Reason: http.StatusText(http.StatusMethodNotAllowed),
+			Message: fmt.Sprintf("%s is not supported on %s", r.Method, r.URL.Path), Timestamp: elyraNow().Format(elyraTimeFormat)})
+	})
+}

@@ -242,7 +242,7 @@ func runElyraFlow(t *testing.T, f elyraFlow) *elyraClient {
 	}
 	for _, rt := range []string{"KUBEFLOW_PIPELINES", "LOCAL", "kfp"} {
 		_, pal := c.expect("GET", "/elyra/pipeline/components/"+rt, nil, 200)
-		if s := fmt.Sprint(pal); !strings.Contains(s, "execute-notebook-node") || !strings.Contains(s, "execute-python-node") || !strings.Contains(s, "execute-r-node") {
+		if s := fmt.Sprint(pal); !strings.Contains(s, "component_parameters") || !strings.Contains(s, "execute-notebook-node") || !strings.Contains(s, "execute-python-node") || !strings.Contains(s, "execute-r-node") {
 			t.Errorf("palette %s: %s", rt, s)
 		}
 	}
@@ -462,6 +462,17 @@ func TestElyraAPIDirect(t *testing.T) {
 	// Without the token, Elyra-shaped 401.
 	c.header = func(*http.Request) {}
 	c.expect("GET", "/elyra/metadata/runtimes", nil, 401)
+	// A method a route does not take, and an unknown path: Elyra-shaped too.
+	for _, rq := range []struct {
+		method, path string
+		want         int
+	}{{"DELETE", "/elyra/pipeline/schedule", 405}, {"GET", "/elyra/no/such/route", 404}} {
+		resp, body := s.do(t, rq.method, rq.path, nil, s.auth())
+		var v any
+		if resp.StatusCode != rq.want || json.Unmarshal(body, &v) != nil || elyraErrorSchema.VisitJSON(v) != nil {
+			t.Errorf("%s %s: %d %s, want %d in Elyra's error shape", rq.method, rq.path, resp.StatusCode, body, rq.want)
+		}
+	}
 }
 
 // tornadoXSRF builds a tornado version-2 XSRF value for token with the given mask.

@@ -90,6 +90,7 @@ func addRoutes(r chi.Router, d deps) {
 	r.Route("/elyra", func(r chi.Router) {
 		addElyraRoutes(r, d, trust)
 		r.NotFound(handlers.ElyraNotFound(d.log).ServeHTTP)
+		r.MethodNotAllowed(handlers.ElyraMethodNotAllowed().ServeHTTP)
 	})
 	r.Group(func(r chi.Router) { addElyraRoutes(r, d, trust) })
 
@@ -120,7 +121,7 @@ func addElyraRoutes(r chi.Router, d deps, trust func(http.Handler) http.Handler)
 	r.Get("/pipeline/runtimes/types", handlers.ElyraRuntimeTypes().ServeHTTP)
 	r.Put("/pipeline/components/cache", handlers.ElyraComponentCache(d.log).ServeHTTP)
 	r.Put("/pipeline/components/cache/{catalog}", handlers.ElyraComponentCache(d.log).ServeHTTP)
-	r.Get("/pipeline/components/{runtime_type}", handlers.ElyraPalette(d.log).ServeHTTP)
+	r.Get("/pipeline/components/{runtime_type}", handlers.ElyraPalette(e).ServeHTTP)
 	r.Get("/pipeline/components/{runtime_type}/{component_id}", handlers.ElyraComponent(e).ServeHTTP)
 	r.Get("/pipeline/components/{runtime_type}/{component_id}/properties", handlers.ElyraComponentProperties(e).ServeHTTP)
 	r.Get("/pipeline/{runtime_type}/properties", handlers.ElyraPipelineProperties(e).ServeHTTP)
