@@ -82,6 +82,9 @@ export class LogStream {
       if (getBearer()) ws.send(JSON.stringify({ type: 'auth', token: getBearer() }));
       const sub = { type: 'subscribe', run: this.run, step: this.step || '*' };
       if (this.step) sub.after_seq = this.last.get(this.step) || 0;
+      // For a whole run, resume each step where it stopped (kfbridge's "steps" extension of the
+      // subscribe message; servers that ignore it resend, and the duplicates are dropped here).
+      else if (this.last.size) sub.steps = Object.fromEntries(this.last);
       if (this.events) sub.events_after = this.events;
       ws.send(JSON.stringify(sub));
     };
