@@ -408,7 +408,9 @@ func (b *tab) wait(what, expr string, timeout time.Duration) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
 	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	// An expression that throws (the page is still starting) counts as not yet true.
+	guarded := `(() => { try { return (` + expr + `); } catch (e) { return false; } })()`
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](guarded, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
 	if err != nil {
 		b.fail("waiting for %s (%s): %v", what, expr, err)
 	}
@@ -481,7 +483,13 @@ func TestUI(t *testing.T) {
 			t.Run("submit-hello", func(t *testing.T) { testSubmitHello(t, b, m.p.base, name) })
 			t.Run("failing-step-styles", func(t *testing.T) { testFailing(t, b, m.p.base, name) })
 			t.Run("cancel", func(t *testing.T) { testCancel(t, b, m.p.base, name) })
-			t.Run("websocket-drop", func(t *testing.T) { testDrop(t, b, m.p, name) })
+			// The standalone panel of one step at the root, the run page with every step behind the
+			// prefix: both resume after the drop.
+			page := "panel.html#run=%s&step=%s"
+			if m.name != "root" {
+				page = "#/runs/%s"
+			}
+			t.Run("websocket-drop", func(t *testing.T) { testDrop(t, b, m.p, page, name) })
 			t.Run("big-log", func(t *testing.T) { testBigLog(t, b, m.p, name) })
 			if m.name == "root" {
 				t.Run("js-units", func(t *testing.T) { testJSUnits(t, b, m.p.base) })
@@ -605,10 +613,15 @@ func testCancel(t *testing.T, b *tab, base, name string) {
 
 func jsString(s string) string { b, _ := json.Marshal(s); return string(b) }
 
-func testDrop(t *testing.T, b *tab, p *proxy, name string) {
+func testDrop(t *testing.T, b *tab, p *proxy, page, name string) {
 	b.t = t
 	id, steps := b.e.submit(t, "slow.py")
-	b.nav(p.base + "panel.html#run=" + id + "&step=" + steps[0])
+	if strings.Count(page, "%s") == 2 {
+		page = fmt.Sprintf(page, id, steps[0])
+	} else {
+		page = fmt.Sprintf(page, id)
+	}
+	b.nav(p.base + page)
 	b.wait("first lines", `window.kfbridge.logView.grep('line ', 1e6).filter(r => /^line \d{4}$/.test(r.t)).length >= 40`, 20*time.Second)
 	// Follow mode: pinned to the bottom while lines arrive; scrolling up unpins it and new lines do
 	// not move the view; the Follow button pins it again.
