@@ -325,8 +325,12 @@ func runElyraFlow(t *testing.T, f elyraFlow) *elyraClient {
 		if legacy {
 			rc = "local"
 		}
+		start := time.Now()
 		_, sched := c.expect("POST", "/elyra/pipeline/schedule", frontendPipeline(rc, "", legacy, "flows/hello.py"), 200)
+		answered := time.Since(start)
 		checkLocalSchedule(t, f, sched)
+		t.Logf("local schedule (legacy key %v): answered in %v, run followed to its end in %v", legacy,
+			answered.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	}
 	return c
 }
