@@ -24,7 +24,8 @@ const (
 
 // TrustProxyAuth is middleware for a kfbridge that listens on loopback only behind
 // jupyter-server-proxy: a request without kfbridge's own credentials is taken as authenticated by
-// Jupyter, provided a state-changing one carries Jupyter's XSRF header matching its _xsrf cookie.
+// Jupyter, provided a state-changing one carries Jupyter's XSRF header matching its _xsrf cookie
+// (or kfbridge's own CSRF header, which its UI gets from GET api/v1/session).
 // Such a request continues with kfbridge's token as its bearer credential, so the handlers and
 // RequireToken behind it need no second code path. Requests with kfbridge's own credentials are
 // left as they are. With enabled false it changes nothing.
@@ -38,7 +39,9 @@ func TrustProxyAuth(log *slog.Logger, token string, enabled bool) func(http.Hand
 				next.ServeHTTP(w, r)
 				return
 			}
-			if !safeMethod(r.Method) && !isWebsocket(r) && !JupyterXSRFOK(r) {
+			// kfbridge's own CSRF header does as well: only a same-origin page can read it from
+			// GET api/v1/session (kfbridge's UI, served under the same prefix, sends it).
+			if !safeMethod(r.Method) && !isWebsocket(r) && !JupyterXSRFOK(r) && !equal(r.Header.Get(CSRFHeader), CSRFToken(token)) {
 				err := fmt.Errorf("%w: '_xsrf' argument missing from %s: send Jupyter's %s header with the value of its %s cookie", errForbidden, r.Method, XSRFHeader, XSRFCookie)
 				if isElyraPath(r.URL.Path) {
 					ElyraError(log, w, r, err)

@@ -121,8 +121,10 @@ func TestTrustProxyAuth(t *testing.T) {
 		{"GET needs no XSRF", "GET", "/elyra/metadata/runtimes", "token jupyter", false, true, 204, "Bearer " + token},
 		{"POST without XSRF", "POST", "/elyra/pipeline/schedule", "token jupyter", false, true, 403, ""},
 		{"POST on /api/v1 without XSRF", "POST", "/api/v1/runs", "", false, true, 403, ""},
+		{"a wrong kfbridge CSRF header", "POST", "/api/v1/runs", "", false, true, 403, ""},
 		{"POST with XSRF", "POST", "/pipeline/schedule", "token jupyter", true, true, 204, "Bearer " + token},
 		{"kfbridge's own token: untouched, no XSRF needed", "POST", "/elyra/pipeline/schedule", "Bearer " + token, false, true, 204, "Bearer " + token},
+		{"kfbridge's CSRF header instead of Jupyter's", "POST", "/api/v1/runs/x:cancel", "", false, true, 204, "Bearer " + token},
 	}
 	for _, c := range cases {
 		seen = ""
@@ -133,6 +135,9 @@ func TestTrustProxyAuth(t *testing.T) {
 		if c.xsrf {
 			r.AddCookie(&http.Cookie{Name: XSRFCookie, Value: xsrf})
 			r.Header.Set(XSRFHeader, xsrf)
+		}
+		if strings.HasSuffix(c.path, ":cancel") {
+			r.Header.Set(CSRFHeader, CSRFToken(token))
 		}
 		w := httptest.NewRecorder()
 		TrustProxyAuth(log, token, c.enabled)(next).ServeHTTP(w, r)

@@ -566,6 +566,48 @@ func TestElyraAPIBehindJupyterProxy(t *testing.T) {
 	c.expect("POST", "/elyra/pipeline/validate", frontendPipeline("", "", false, "flows/hello.py"), 403)
 	// Reads need no XSRF token.
 	c.expect("GET", "/elyra/pipeline/runtimes/types", nil, 200)
+
+	// kfbridge's own UI under the same prefix: its session says "authenticated" and hands out
+	// its CSRF token, which then authorizes its state changes in place of Jupyter's header.
+	get := func(path string, hdr map[string]string, method string) (*http.Response, []byte) {
+		req, _ := http.NewRequest(method, proxy.URL+"/user/alice/elyra"+path, nil)
+		req.Header.Set("Authorization", "token "+jupyterToken)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	_, body := get("/api/v1/session", nil, "GET")
+	var sess struct {
+		Authenticated bool   `json:"authenticated"`
+		CSRFToken     string `json:"csrf_token"`
+		CSRFHeader    string `json:"csrf_header"`
+	}
+	if err := json.Unmarshal(body, &sess); err != nil || !sess.Authenticated || sess.CSRFToken == "" || sess.CSRFHeader == "" {
+		t.Fatalf("session behind the proxy: %s", body)
+	}
+	_, body = get("/api/v1/runs", nil, "GET")
+	var list struct {
+		Runs []struct {
+			ID string `json:"id"`
+		} `json:"runs"`
+	}
+	if json.Unmarshal(body, &list) != nil || len(list.Runs) == 0 {
+		t.Fatalf("runs behind the proxy: %s", body)
+	}
+	cancelPath := "/api/v1/runs/" + list.Runs[0].ID + ":cancel"
+	if resp, b := get(cancelPath, nil, "POST"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cancel without any CSRF header: %d %s, want 403", resp.StatusCode, b)
+	}
+	if resp, b := get(cancelPath, map[string]string{sess.CSRFHeader: sess.CSRFToken}, "POST"); resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
+		t.Errorf("cancel with kfbridge's CSRF header: %d %s", resp.StatusCode, b)
+	}
 }
 
 // TestTrustProxyAuthNeedsLoopback: the opt-in is refused on an address others can reach.

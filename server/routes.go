@@ -49,7 +49,7 @@ func addRoutes(r chi.Router, d deps) {
 		r.Get("/ws", trust(handlers.LogSocket(ws)).ServeHTTP)
 		r.Get("/runs/{id}/logs", trust(handlers.RunLogSocket(ws)).ServeHTTP)
 		// The browser session (login/logout, CSRF token) checks credentials itself.
-		r.Handle("/session", handlers.Session(d.log, d.cfg.Token))
+		r.Handle("/session", trust(handlers.Session(d.log, d.cfg.Token)))
 
 		r.Group(func(r chi.Router) {
 			r.Use(trust, handlers.RequireToken(d.log, d.cfg.Token))
