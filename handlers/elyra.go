@@ -140,9 +140,9 @@ func ElyraValidate(c ElyraConfig) http.Handler {
 	})
 }
 
-// validPipeline reads the body and fails with Elyra's 400 "Errors found in pipeline" and the issues
-// when there is an error-severity one.
-func validPipeline(c ElyraConfig, w http.ResponseWriter, r *http.Request, body func() (*pipeline.Pipeline, []pipeline.Issue, error)) (*pipeline.Pipeline, runs.RuntimeConfig, error) {
+// validPipeline reads the pipeline (body) and resolves its runtime configuration; it fails with
+// Elyra's 400 "Errors found in pipeline" and the issues when there is an error-severity one.
+func validPipeline(c ElyraConfig, body func() (*pipeline.Pipeline, []pipeline.Issue, error)) (*pipeline.Pipeline, runs.RuntimeConfig, error) {
 	p, issues, err := body()
 	if err != nil {
 		return nil, runs.RuntimeConfig{}, err
@@ -169,7 +169,7 @@ func validPipeline(c ElyraConfig, w http.ResponseWriter, r *http.Request, body f
 // runtime, so run_id is KFP's as in Elyra.
 func ElyraSchedule(c ElyraConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, rc, err := validPipeline(c, w, r, func() (*pipeline.Pipeline, []pipeline.Issue, error) { return readPipelineBody(w, r, c.Workspace) })
+		p, rc, err := validPipeline(c, func() (*pipeline.Pipeline, []pipeline.Issue, error) { return readPipelineBody(w, r, c.Workspace) })
 		if err != nil {
 			ElyraError(c.Log, w, r, err)
 			return
@@ -268,7 +268,7 @@ func ElyraExport(c ElyraConfig) http.Handler {
 			ElyraError(c.Log, w, r, fmt.Errorf("%w: export format \"py\" (KFP Python DSL) is not supported by kfbridge: export as \"yaml\", which KFP runs as it is", errBadRequest))
 			return
 		}
-		p, rc, err := validPipeline(c, w, r, func() (*pipeline.Pipeline, []pipeline.Issue, error) {
+		p, rc, err := validPipeline(c, func() (*pipeline.Pipeline, []pipeline.Issue, error) {
 			p, issues := pipeline.Load(req.Pipeline, c.Workspace)
 			return p, issues, nil
 		})
