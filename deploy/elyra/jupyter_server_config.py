@@ -14,6 +14,8 @@
 #      Jupyter checks the user's login before it proxies; kfbridge checks Jupyter's XSRF header
 #      (X-XSRFToken against the _xsrf cookie) on every state change, because jupyter-server-proxy
 #      leaves that check to the proxied application.
+# Use it instead of deploy/jupyter-server-proxy's "kfbridge" entry, not beside it (both would run a
+# kfbridge on the same data directory); kfbridge's own UI is served at <base_url>elyra/ as well.
 import os
 import secrets
 import shutil
