@@ -365,6 +365,9 @@ func (w *watcher) follow(ctx context.Context) error {
 	pollCtx := ctx
 	var cancelDeadline time.Time
 	for {
+		if errors.Is(context.Cause(ctx), errShutdown) {
+			return ctx.Err() // kfbridge stops; the run goes on in KFP and is followed after restart
+		}
 		if ctx.Err() != nil && cancelDeadline.IsZero() {
 			// Cancelled: KFP was told to terminate; keep watching it wind down, bounded.
 			cancelDeadline = time.Now().Add(opts.CancelWait)

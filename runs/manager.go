@@ -266,7 +266,9 @@ func (m *Manager) Submit(ctx context.Context, sub Submission) (*Run, error) {
 	now := m.now().UTC()
 	r := &Run{ID: newID(now), Name: p.Name, Source: p.Source, Runtime: runtimeName, Status: StatusPending, CreatedAt: now}
 	r.RunDir = storage.RunDir(m.cfg.Prefix, r.ID)
-	r.ObjectStoreURL = m.cfg.Store.Location() + "/" + r.RunDir
+	if m.cfg.Store != nil { // a manager of remote runtimes only may have no store of its own
+		r.ObjectStoreURL = m.cfg.Store.Location() + "/" + r.RunDir
+	}
 	for _, n := range order {
 		r.Steps = append(r.Steps, &Step{ID: n.ID, Label: n.Label, File: n.Filename, Parents: n.Parents, Status: StatusPending})
 	}
