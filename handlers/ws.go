@@ -219,6 +219,7 @@ type wsSub struct {
 	ended     map[string]bool // step_end sent
 	live      map[string]bool // the viewer was caught up with the step at least once
 	known     []string        // the run's steps at subscribe time
+	prefix    map[string][]byte
 }
 
 func (s *wsSub) all() bool { return s.step == "" || s.step == "*" }
@@ -327,7 +328,8 @@ func (c *wsConn) subscribe(m clientMsg) {
 		c.queue(errorFrame{Type: "error", Code: "run_not_found", Message: err.Error(), Run: m.Run, Step: m.Step})
 		return
 	}
-	sub := &wsSub{run: m.Run, step: m.Step, pos: map[string]int64{}, ended: map[string]bool{}, live: map[string]bool{}}
+	sub := &wsSub{run: m.Run, step: m.Step, pos: map[string]int64{}, ended: map[string]bool{}, live: map[string]bool{},
+		prefix: map[string][]byte{}}
 	if sub.all() {
 		sub.step = "*"
 		sub.events = max(m.EventsAfter, 0)
@@ -530,7 +532,12 @@ func (c *wsConn) sendStep(sub *wsSub, id string) (bool, error) {
 		sent = true
 	}
 	if len(ch.Records) > 0 {
-		if err := c.write(linesFrame(sub.run, id, ch.Records)); err != nil {
+		prefix := sub.prefix[id]
+		if prefix == nil {
+			prefix = linesPrefix(sub.run, id)
+			sub.prefix[id] = prefix
+		}
+		if err := c.write(linesFrame(prefix, ch.Records)); err != nil {
 			return false, err
 		}
 		c.lastLines = time.Now()
@@ -624,19 +631,23 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// linesPrefix is the start of a step's lines frames, up to the opening bracket of "lines".
+func linesPrefix(run, step string) []byte {
+	b := append([]byte(`{"type":"lines","run":`), mustJSON(run)...)
+	b = append(b, `,"step":`...)
+	b = append(b, mustJSON(step)...)
+	return append(b, `,"lines":[`...)
+}
+
 // linesFrame builds a lines frame around the stored encodings: lines are never re-encoded per
 // viewer.
-func linesFrame(run, step string, recs []logstream.Record) []byte {
-	n := 64 + len(run) + len(step)
+func linesFrame(prefix []byte, recs []logstream.Record) []byte {
+	n := len(prefix) + 2
 	for _, r := range recs {
 		n += len(r.JSON) + 1
 	}
 	b := make([]byte, 0, n)
-	b = append(b, `{"type":"lines","run":`...)
-	b = append(b, mustJSON(run)...)
-	b = append(b, `,"step":`...)
-	b = append(b, mustJSON(step)...)
-	b = append(b, `,"lines":[`...)
+	b = append(b, prefix...)
 	for i, r := range recs {
 		if i > 0 {
 			b = append(b, ',')
