@@ -347,7 +347,8 @@ func podNameV2(wfName string, n ArgoNode) string {
 func stepStatusFromTask(t TaskDetail) StepStatus {
 	typ := "Pod"
 	switch {
-	case len(t.ChildTasks) > 0 || t.DisplayName == "root":
+	case len(t.ChildTasks) > 0 || (t.DisplayName == "root" && t.ParentTaskID == ""):
+		// A user step may be named "root" too; only the pipeline's own root task has no parent.
 		typ = "DAG"
 	case strings.HasSuffix(t.DisplayName, "-driver"):
 		typ = "Driver"

@@ -664,3 +664,54 @@ func TestKFPSubmitTimeoutNoDuplicate(t *testing.T) {
 		t.Errorf("run = %+v, want succeeded", v)
 	}
 }
+
+// Ensure independent steps of a KFP run execute in parallel (the emulator follows the DAG like
+// Argo) and the join step runs after both, seeing both branches' outputs.
+func TestKFPRemoteRunParallelBranches(t *testing.T) {
+	ws := t.TempDir()
+	writeFile(t, filepath.Join(ws, "root.py"), "open('seed.txt','w').write('seed')\n")
+	writeFile(t, filepath.Join(ws, "left.py"), "import time\ntime.sleep(1.5)\nopen('left.txt','w').write('L')\n")
+	writeFile(t, filepath.Join(ws, "right.py"), "import time\ntime.sleep(1.5)\nopen('right.txt','w').write('R')\n")
+	writeFile(t, filepath.Join(ws, "join.py"), "print(open('seed.txt').read(), open('left.txt').read(), open('right.txt').read())\n")
+	writePipeline(t, ws, "diamond", []tnode{
+		{id: "root", file: "root.py", outputs: []string{"seed.txt"}},
+		{id: "left", file: "left.py", parents: []string{"root"}, outputs: []string{"left.txt"}},
+		{id: "right", file: "right.py", parents: []string{"root"}, outputs: []string{"right.txt"}},
+		{id: "join", file: "join.py", parents: []string{"left", "right"}},
+	})
+	e := startKFPEnv(t, ws, "v2beta1")
+	resp, body := e.submit(t, e.runtime, "diamond.pipeline", "")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("submit: %s %s", resp.Status, body)
+	}
+	var ans submitAnswer
+	json.Unmarshal(body, &ans)
+	msgs := <-e.watchRun(t, ans.ID, 60*time.Second)
+	if join, _ := stepLines(msgs, "join"); len(join) != 1 || join[0] != "seed L R" {
+		t.Errorf("join printed %q, want both branches' outputs", join)
+	}
+	_, raw := e.s.do(t, "GET", "/api/v1/runs/"+ans.ID, nil, e.s.auth())
+	var v struct {
+		Status string
+		Steps  []struct {
+			ID         string
+			StartedAt  time.Time `json:"started_at"`
+			FinishedAt time.Time `json:"finished_at"`
+		}
+	}
+	json.Unmarshal(raw, &v)
+	at := map[string][2]time.Time{}
+	for _, s := range v.Steps {
+		at[s.ID] = [2]time.Time{s.StartedAt, s.FinishedAt}
+	}
+	l, r, j := at["left"], at["right"], at["join"]
+	if v.Status != "succeeded" {
+		t.Fatalf("run: %s", raw)
+	}
+	if !(l[0].Before(r[1]) && r[0].Before(l[1])) {
+		t.Errorf("left %v and right %v did not overlap: the branches ran one after the other", l, r)
+	}
+	if j[0].Before(l[1]) || j[0].Before(r[1]) {
+		t.Errorf("join started %v before a branch finished (left %v, right %v)", j[0], l[1], r[1])
+	}
+}
