@@ -215,9 +215,12 @@ func TestElyraErrorShape(t *testing.T) {
 	}
 }
 
-// findElyraSpecDir finds shared/specs/elyra above the working directory.
+// findElyraSpecDir finds shared/specs/elyra: $KFBRIDGE_ELYRA_SPECS, else above the working directory.
 func findElyraSpecDir(t *testing.T) string {
 	t.Helper()
+	if d := os.Getenv("KFBRIDGE_ELYRA_SPECS"); d != "" {
+		return d
+	}
 	dir, _ := os.Getwd()
 	for {
 		cand := filepath.Join(dir, "shared", "specs", "elyra")
