@@ -105,9 +105,10 @@ type wsMsg struct {
 	ExitCode *int   `json:"exit_code"`
 	Message  string `json:"message"`
 	Lines    []struct {
-		Seq    int64  `json:"seq"`
-		Stream string `json:"stream"`
-		Text   string `json:"text"`
+		Seq    int64     `json:"seq"`
+		TS     time.Time `json:"ts"`
+		Stream string    `json:"stream"`
+		Text   string    `json:"text"`
 	} `json:"lines"`
 	at time.Time
 }
@@ -278,6 +279,14 @@ print("A: second line")
 			a, aAt := stepLines(msgs, "node-a")
 			if len(a) != 2 || a[0] != "A: first line" || a[1] != "A: second line" {
 				t.Fatalf("lines of node-a over the websocket = %q, want A's two lines\nmessages: %+v\nnode-a pod log:\n%s", a, msgs, e.emu.Output(ans.KFPRunID, "a"))
+			}
+			for _, m := range msgs {
+				for _, l := range m.Lines {
+					if m.Step == "node-a" && l.Text == "A: first line" {
+						// Printed in the step, uploaded in a segment, tailed from the bucket, sent.
+						t.Logf("%s: A's first line reached the viewer %v after the step printed it", version, m.at.Sub(l.TS).Round(time.Millisecond))
+					}
+				}
 			}
 			if gap := aAt[1].Sub(aAt[0]); gap < time.Second {
 				t.Errorf("A's first line arrived only %v before its second; want >= 1s (tailed live, not at step end)", gap)
