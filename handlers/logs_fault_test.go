@@ -430,3 +430,63 @@ sys.stdout.buffer.write(b"raw \xff\xfe bytes\n")
 		t.Fatal("the raw-bytes line is missing")
 	}
 }
+
+// Ensure the run-scoped socket delivers every step's lines, step_end, then the step's terminal
+// event and the run's final event, sends heartbeats with the last seq, and closes with 1000 after
+// the run ends.
+func TestRunScopedSocketOrderAndClose(t *testing.T) {
+	svc := startService(t, serviceOptions{ws: func(c *handlers.LogSocketConfig) { c.Heartbeat = 50 * time.Millisecond }})
+	logs := svc.Logs
+	logs.Publish(testRun, logstream.Event{Type: logstream.EventStep, Step: testStep, Status: "running"})
+	u := strings.Replace(svc.URL, "http", "ws", 1) + "/api/v1/runs/" + testRun + "/logs"
+	c, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + testToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		ts := time.Now()
+		for i := int64(1); i <= 3; i++ {
+			logs.Append(testRun, testStep, []logstream.Line{{Seq: i, TS: ts, Stream: logstream.Stdout, Text: fmt.Sprint("l", i)}})
+			time.Sleep(80 * time.Millisecond) // long enough for a heartbeat in between
+		}
+		code := 0
+		// The terminal event arrives before the end record: it must still follow step_end.
+		logs.Publish(testRun, logstream.Event{Type: logstream.EventStep, Step: testStep, Status: "succeeded", ExitCode: &code})
+		logs.SetEnd(testRun, testStep, logstream.End{FinalSeq: 3})
+		logs.Publish(testRun, logstream.Event{Type: logstream.EventRun, Status: "succeeded"})
+	}()
+	var order []string
+	heartbeat := false
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			ce, ok := err.(*websocket.CloseError)
+			if !ok || ce.Code != websocket.CloseNormalClosure {
+				t.Fatalf("socket ended with %v, want close 1000", err)
+			}
+			break
+		}
+		typ := frameType(b)
+		switch typ {
+		case "heartbeat":
+			heartbeat = heartbeat || bytes.Contains(b, []byte(`"steps":{"`+testStep+`":`))
+		case "hello":
+		case "step", "run":
+			var f struct{ Status string }
+			json.Unmarshal(b, &f)
+			order = append(order, typ+":"+f.Status)
+		default:
+			order = append(order, typ)
+		}
+	}
+	got := strings.Join(order, " ")
+	// Lines may be batched, but the last three entries are fixed.
+	if !strings.HasSuffix(got, "step_end step:succeeded run:succeeded") || !strings.Contains(got, "lines") {
+		t.Fatalf("frame order: %s", got)
+	}
+	if !heartbeat {
+		t.Error("no heartbeat carrying the step's last seq")
+	}
+}

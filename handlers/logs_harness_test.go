@@ -110,6 +110,7 @@ func startService(t testing.TB, o serviceOptions) *service {
 	r.Post("/api/v1/runs/{id}/steps/{step}/lines", handlers.PushLines(nil, fixedRuns{}, logs).ServeHTTP)
 	r.Post("/api/v1/runs/{id}/steps/{step}/end", handlers.PushEnd(nil, fixedRuns{}, logs).ServeHTTP)
 	r.Get("/api/v1/ws", handlers.LogSocket(wsCfg).ServeHTTP)
+	r.Get("/api/v1/runs/{id}/logs", handlers.RunLogSocket(wsCfg).ServeHTTP)
 	r.Get("/api/v1/runs/{id}/steps/{step}/log", handlers.StepLog(lc).ServeHTTP)
 	r.Get("/api/v1/runs/{id}/steps/{step}/log.txt", handlers.StepLogText(lc).ServeHTTP)
 	s := &service{URL: "http://" + ln.Addr().String(), Logs: logs, ln: ln, done: make(chan struct{}), store: o.store,

@@ -391,9 +391,8 @@ func (c *wsConn) writeLoop() {
 		}
 	}()
 	ringLines, _ := c.cfg.Logs.Limits()
-	hello, _ := json.Marshal(map[string]any{"type": "hello", "v": 1, "server_time": time.Now().UTC(),
-		"heartbeat_ms": c.cfg.Heartbeat.Milliseconds(),
-		"limits":       map[string]int{"max_line": logstream.MaxLine, "max_batch_bytes": maxBatchBytes, "ring_lines": ringLines}})
+	hello, _ := json.Marshal(helloFrame{Type: "hello", V: 1, ServerTime: time.Now().UTC(), HeartbeatMS: c.cfg.Heartbeat.Milliseconds(),
+		Limits: helloLimits{MaxLine: logstream.MaxLine, MaxBatchBytes: maxBatchBytes, RingLines: ringLines}})
 	if c.write(hello) != nil {
 		return
 	}
@@ -597,6 +596,28 @@ func (c *wsConn) sendEvents(sub *wsSub) (bool, error) {
 
 func terminalStatus(s string) bool { return runs.Terminal(s) }
 
+// Frames are structs so "type" always comes first: a client can dispatch on the first member.
+type helloFrame struct {
+	Type        string      `json:"type"`
+	V           int         `json:"v"`
+	ServerTime  time.Time   `json:"server_time"`
+	HeartbeatMS int64       `json:"heartbeat_ms"`
+	Limits      helloLimits `json:"limits"`
+}
+
+type helloLimits struct {
+	MaxLine       int `json:"max_line"`
+	MaxBatchBytes int `json:"max_batch_bytes"`
+	RingLines     int `json:"ring_lines"`
+}
+
+type heartbeatFrame struct {
+	Type  string           `json:"type"`
+	Run   string           `json:"run,omitempty"`
+	TS    time.Time        `json:"ts"`
+	Steps map[string]int64 `json:"steps"`
+}
+
 // heartbeat tells the viewer the last seq the server holds for every subscribed step, so it can
 // notice a missed tail.
 func (c *wsConn) heartbeat() error {
@@ -616,10 +637,10 @@ func (c *wsConn) heartbeat() error {
 	}
 	now := time.Now().UTC()
 	if len(perRun) == 0 {
-		return c.write(mustJSON(map[string]any{"type": "heartbeat", "ts": now, "steps": map[string]int64{}}))
+		return c.write(mustJSON(heartbeatFrame{Type: "heartbeat", TS: now, Steps: map[string]int64{}}))
 	}
 	for run, steps := range perRun {
-		if err := c.write(mustJSON(map[string]any{"type": "heartbeat", "run": run, "ts": now, "steps": steps})); err != nil {
+		if err := c.write(mustJSON(heartbeatFrame{Type: "heartbeat", Run: run, TS: now, Steps: steps})); err != nil {
 			return err
 		}
 	}
