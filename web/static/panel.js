@@ -71,12 +71,31 @@ if (!run) {
       state: (name, detail) => {
         view.setStatus(detail ? `${name} ${detail}` : name);
         if (name === 'unauthorized') setStatus('failed');
-        if (!terminal(statusEl.dataset.status || '') && (name === 'live' || name === 'reconnecting') && statusEl.dataset.status === undefined) setStatus('running');
       },
     },
   });
   window.kfbridge.stream = stream;
   stream.start();
+
+  // A step subscription carries no status events, and a step cancelled or skipped before it ran
+  // has no step end: a slow poll of the run keeps the badge right and ends the panel then.
+  let idle = 0;
+  const poll = setInterval(async () => {
+    if (stream.done) { clearInterval(poll); return; }
+    try {
+      const r = await getJSON(`api/v1/runs/${encodeURIComponent(run)}`);
+      const st = step ? (r.steps || []).find((s) => s.id === step) : null;
+      const status = st ? st.status : r.status;
+      if (!terminal(statusEl.dataset.status || '')) setStatus(status, st && st.exit_code);
+      idle = terminal(status) ? idle + 1 : 0;
+      if (idle >= 3 && !stream.done) {
+        // Final for a while and still no end from the stream: nothing more will come.
+        stream.close();
+        clearInterval(poll);
+        view.setStatus('ended');
+      }
+    } catch { /* keep following; the stream reports connection problems */ }
+  }, 3000);
 }
 
 // A new #run=…&step=… in the same tab is a different panel: start over.
