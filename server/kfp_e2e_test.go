@@ -37,6 +37,12 @@ const cosSecretName = "kfbridge-s3"
 // kfbridge server polling KFP every 100 ms, and creates the runtime "kfp-<version>" on it.
 func startKFPEnv(t *testing.T, ws, apiVersion string) *kfpEnv {
 	t.Helper()
+	return startKFPEnvOpts(t, ws, apiVersion, kfptest.Options{})
+}
+
+// startKFPEnvOpts is startKFPEnv with options for the fake KFP (Versions and Executor are set here).
+func startKFPEnvOpts(t *testing.T, ws, apiVersion string, fo kfptest.Options) *kfpEnv {
+	t.Helper()
 	gw := s3test.Start(t)
 	emu := &argoemu.Emulator{
 		StepBinary: filepath.Join(binDir, "kfbridge-step"),
@@ -48,10 +54,13 @@ func startKFPEnv(t *testing.T, ws, apiVersion string) *kfpEnv {
 	if apiVersion == "v2beta1" {
 		versions = []string{"v1beta1", "v2beta1"} // a KFP 2.x server serves both
 	}
-	fake := kfptest.NewServer(t, kfptest.Options{Versions: versions, Executor: emu})
+	fo.Versions, fo.Executor = versions, emu
+	fake := kfptest.NewServer(t, fo)
 	s := startServerEnv(t, ws, []string{"KFBRIDGE_KFP_POLL_INTERVAL=100ms", "KFBRIDGE_KFP_REQUEST_TIMEOUT=2s"})
 	e := &kfpEnv{s: s, fake: fake, emu: emu, gw: gw, runtime: "kfp-" + apiVersion}
-	e.createRuntime(t, e.runtime, fake.URL, apiVersion, map[string]any{})
+	if !fo.MultiUser {
+		e.createRuntime(t, e.runtime, fake.URL, apiVersion, map[string]any{})
+	}
 	return e
 }
 
@@ -722,5 +731,41 @@ func TestKFPRemoteRunParallelBranches(t *testing.T) {
 	}
 	if j[0].Before(l[1]) || j[0].Before(r[1]) {
 		t.Errorf("join started %v before a branch finished (left %v, right %v)", j[0], l[1], r[1])
+	}
+}
+
+// Ensure submits to a multi-user KFP are namespace-aware: without user_namespace the submit fails
+// with a 400 saying to set it (before anything is uploaded); with it the experiment and the run
+// are created in that namespace and the run succeeds.
+func TestKFPMultiUserNamespace(t *testing.T) {
+	ws := t.TempDir()
+	writeFile(t, filepath.Join(ws, "x.py"), "print('in a profile namespace')\n")
+	writePipeline(t, ws, "mu", []tnode{{id: "x", file: "x.py"}})
+	for _, version := range []string{"v1beta1", "v2beta1"} {
+		t.Run(version, func(t *testing.T) {
+			t.Parallel()
+			e := startKFPEnvOpts(t, ws, version, kfptest.Options{MultiUser: true})
+			e.createRuntime(t, "no-ns", e.fake.URL, version, nil)
+			resp, body := e.submit(t, "no-ns", "mu.pipeline", "")
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "user_namespace") {
+				t.Errorf("multi-user submit without user_namespace: %s %s, want 400 naming user_namespace", resp.Status, body)
+			}
+			if e.fake.VersionCount() != 0 {
+				t.Errorf("%d pipeline versions uploaded by a submit that could not run", e.fake.VersionCount())
+			}
+			e.createRuntime(t, "alice", e.fake.URL, version, map[string]any{"user_namespace": "alice"})
+			resp, body = e.submit(t, "alice", "mu.pipeline", "")
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("submit: %s %s", resp.Status, body)
+			}
+			var ans submitAnswer
+			json.Unmarshal(body, &ans)
+			if fr := e.fake.Run(ans.KFPRunID); fr == nil || fr.Namespace != "alice" {
+				t.Errorf("KFP run %+v, want it in namespace alice", fr)
+			}
+			if v := e.waitRun(t, ans.ID, 30*time.Second); v.Status != "succeeded" {
+				t.Errorf("run %+v, want succeeded", v)
+			}
+		})
 	}
 }
