@@ -30,8 +30,9 @@ type IdempotencyStore struct {
 	ttl time.Duration
 	now func() time.Time
 
-	mu       sync.Mutex
-	inflight map[string]chan struct{}
+	mu        sync.Mutex
+	inflight  map[string]chan struct{}
+	lastSweep time.Time
 }
 
 // IdempotentAnswer is a stored answer.
@@ -135,6 +136,12 @@ func (c *IdempotencyClaim) Commit(status int, body []byte, runID string) error {
 	if err != nil {
 		return fmt.Errorf("idempotency store: save answer: %w", err)
 	}
+	c.s.mu.Lock()
+	due := c.s.now().Sub(c.s.lastSweep) > time.Hour
+	c.s.mu.Unlock()
+	if due {
+		c.s.sweep()
+	}
 	return nil
 }
 
@@ -166,8 +173,11 @@ func (s *IdempotencyStore) load(id string) (*IdempotentAnswer, error) {
 	return &a, nil
 }
 
-// sweep removes expired answers.
+// sweep removes expired answers (at startup, then at most hourly after a commit).
 func (s *IdempotencyStore) sweep() {
+	s.mu.Lock()
+	s.lastSweep = s.now()
+	s.mu.Unlock()
 	entries, _ := os.ReadDir(s.dir)
 	for _, e := range entries {
 		if info, err := e.Info(); err == nil && s.now().Sub(info.ModTime()) > s.ttl {

@@ -637,6 +637,11 @@ func (m *Manager) Cancel(id string) error {
 		return fmt.Errorf("run %q: %w", id, ErrNotFound)
 	}
 	if cancel == nil {
+		if r.Status == StatusPending {
+			// A remote run is registered while it is being packaged and submitted; until KFP has
+			// it there is nothing to stop, and the submit itself reports the outcome.
+			return fmt.Errorf("run %q is still being submitted; cancel it once it has started: %w", id, ErrConflict)
+		}
 		return fmt.Errorf("run %q has already ended (%s): %w", id, r.Status, ErrConflict)
 	}
 	if isRemote && rr.rt != nil {
