@@ -595,6 +595,16 @@ func testFailing(t *testing.T, b *tab, base, name string) {
 	b.wait("panel banner", `[...document.querySelectorAll('.ln.banner.fail')].some(d => d.textContent.includes('exit code 3'))`, 10*time.Second)
 	b.wait("panel status", `document.querySelector('#panel-status').dataset.status === 'failed'`, 5*time.Second)
 	b.shot(name + "-panel-failed")
+
+	// Embedded in a frame, as IPython.display.IFrame puts it in a notebook output (same origin
+	// through the proxy): the panel loads and follows the step.
+	b.nav(base)
+	b.wait("app", `document.querySelector('table.runs') !== null`, 10*time.Second)
+	b.do(chromedp.Evaluate[chromedp.Void](`(() => { const f = document.createElement('iframe'); f.id = 'embed'; f.width = 900; f.height = 300;
+		f.src = 'panel.html#run=` + id + `&step=` + steps[0] + `'; document.body.prepend(f); })()`))
+	b.wait("panel in a frame", `(() => { const w = document.getElementById('embed').contentWindow;
+		return w.kfbridge && w.kfbridge.logView && w.kfbridge.logView.countMatching('almost done') === 1; })()`, 15*time.Second)
+	b.shot(name + "-panel-in-iframe")
 }
 
 func testCancel(t *testing.T, b *tab, base, name string) {
