@@ -769,3 +769,46 @@ func TestKFPMultiUserNamespace(t *testing.T) {
 		})
 	}
 }
+
+// Ensure pipeline parameters reach the steps on KFP: the submit's value overrides the default, is
+// compiled into the package (Argo workflow arguments -> DAG inputs -> step inputs; IR root inputs
+// -> task inputs) and arrives in the step's environment, on v1 and v2.
+func TestKFPRemoteRunParameters(t *testing.T) {
+	ws := t.TempDir()
+	writeFile(t, filepath.Join(ws, "p.py"), "import os\nprint('epochs=' + os.environ['epochs'] + ' note=' + os.environ['note'])\n")
+	doc := map[string]any{
+		"doc_type": "pipeline", "version": "3.0", "id": "params", "primary_pipeline": "p", "schemas": []any{},
+		"json_schema": "http://api.dataplatform.ibm.com/schemas/common-pipeline/pipeline-flow/pipeline-flow-v3-schema.json",
+		"pipelines": []any{map[string]any{"id": "p", "runtime_ref": "", "app_data": map[string]any{"version": 8, "properties": map[string]any{
+			"name": "params",
+			"pipeline_parameters": []any{
+				map[string]any{"name": "epochs", "default_value": map[string]any{"type": "Integer", "value": 3}},
+				map[string]any{"name": "note", "default_value": map[string]any{"type": "String", "value": "from default"}},
+			}}},
+			"nodes": []any{map[string]any{"id": "p", "type": "execution_node", "op": "execute-python-node",
+				"app_data": map[string]any{"label": "p", "component_parameters": map[string]any{
+					"filename": "p.py", "runtime_image": "python:3.11", "dependencies": []string{}, "outputs": []string{},
+					"env_vars": []any{}, "pipeline_parameters": []string{"epochs", "note"}}},
+				"inputs": []any{map[string]any{"id": "inPort"}}, "outputs": []any{map[string]any{"id": "outPort"}}}},
+		}},
+	}
+	b, _ := json.Marshal(doc)
+	writeFile(t, filepath.Join(ws, "params.pipeline"), string(b))
+	for _, version := range []string{"v1beta1", "v2beta1"} {
+		t.Run(version, func(t *testing.T) {
+			t.Parallel()
+			e := startKFPEnv(t, ws, version)
+			req := fmt.Sprintf(`{"path":"params.pipeline","runtime":%q,"parameters":{"epochs":7}}`, e.runtime)
+			resp, body := e.s.do(t, "POST", "/api/v1/runs", strings.NewReader(req), e.s.auth())
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("submit: %s %s", resp.Status, body)
+			}
+			var ans submitAnswer
+			json.Unmarshal(body, &ans)
+			msgs := <-e.watchRun(t, ans.ID, 60*time.Second)
+			if got, _ := stepLines(msgs, "p"); len(got) != 1 || got[0] != "epochs=7 note=from default" {
+				t.Errorf("step printed %q, want the submitted epochs and the default note\npod log:\n%s", got, e.emu.Output(ans.KFPRunID, "p"))
+			}
+		})
+	}
+}
