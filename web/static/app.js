@@ -18,6 +18,12 @@ function errorBox(e) {
   return box;
 }
 
+/** safeURL accepts link targets that cannot run script (no javascript:, data:, …). */
+function safeURL(u) {
+  if (!u) return false;
+  try { return ['http:', 'https:', 's3:', 'file:'].includes(new URL(u, document.baseURI).protocol); } catch { return false; }
+}
+
 /** rank orders statuses by progress: pending < running < any final status. */
 function rank(status) { return terminal(status) ? 2 : status === 'running' ? 1 : 0; }
 
@@ -222,8 +228,8 @@ function runPage(id, step) {
     if (!run) return;
     for (const s of run.steps || []) labels.set(s.id, s.label || s.id);
     const links = [];
-    if (run.run_url) links.push(el('a', { href: run.run_url, target: '_blank', rel: 'noopener', id: 'kfp-link' }, 'Kubeflow run ↗'));
-    if (run.object_storage_url) links.push(el('a', { href: run.object_storage_url, target: '_blank', rel: 'noopener', id: 'artifacts-link' }, 'Artifacts ↗'));
+    if (safeURL(run.run_url)) links.push(el('a', { href: run.run_url, target: '_blank', rel: 'noopener', id: 'kfp-link' }, 'Kubeflow run ↗'));
+    if (safeURL(run.object_storage_url)) links.push(el('a', { href: run.object_storage_url, target: '_blank', rel: 'noopener', id: 'artifacts-link' }, 'Artifacts ↗'));
     const panelHref = `panel.html#run=${encodeURIComponent(id)}${selected ? `&step=${encodeURIComponent(selected)}` : ''}`;
     links.push(el('a', { href: panelHref, target: '_blank', rel: 'noopener', id: 'panel-link' }, 'Log panel ↗'));
     const cancel = terminal(run.status) ? '' : el('button', {
@@ -262,14 +268,8 @@ function runPage(id, step) {
       chunk: (ch) => view.addChunk(ch),
       lines: (s, ls) => view.addLines(s, ls),
       event: applyEvent,
-      stepEnd: (f) => {
-        const label = labels.get(f.step) || f.step;
-        const code = f.exit_code;
-        const ok = code === 0 || (code == null && f.status === 'succeeded');
-        const what = code != null ? `exit code ${code}` : (f.status || 'ended');
-        view.addBanner(f.step, `■ ${label} finished: ${what}${f.lines != null ? ` · ${f.lines} lines` : ''}`, ok ? 'ok' : 'fail');
-      },
-      gap: (s, a, b, reason) => view.addBanner(s, `lines ${a}–${b} are not available here (${reason})`, 'gap'),
+      stepEnd: (f) => view.stepEnded(f, labels.get(f.step) || f.step),
+      gap: (s, a, b, reason) => view.gapBanner(s, a, b, reason),
       state: (name, detail) => view.setStatus(detail ? `${name} ${detail}` : name),
     },
   });

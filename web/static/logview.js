@@ -111,11 +111,24 @@ export class LogView {
     this.schedule();
   }
 
-  /** addBanner queues a full-width notice row (step end, gap); text is HTML. */
+  /** addBanner queues a full-width notice row; html must be escaped by the caller. */
   addBanner(step, html, kind) {
     const text = html.replace(/<[^>]*>/g, '').toLowerCase();
     this.queue.push({ chunk: makeChunk(step, [{ q: 0, h: html, t: text, c: `banner ${kind || ''}` }]) });
     this.schedule();
+  }
+
+  /** stepEnded adds the banner that closes a step's log: its exit code (or final status). */
+  stepEnded(f, label) {
+    const code = f.exit_code;
+    const ok = code === 0 || (code == null && f.status === 'succeeded');
+    const what = code != null ? `exit code ${code}` : (f.status || 'ended');
+    this.addBanner(f.step, escapeHTML(`■ ${label} finished: ${what}${f.lines != null ? ` · ${f.lines} lines` : ''}`), ok ? 'ok' : 'fail');
+  }
+
+  /** gapBanner reports lines a..b of a step that cannot be shown. */
+  gapBanner(step, a, b, reason) {
+    this.addBanner(step, escapeHTML(`lines ${a}–${b} are not available here (${reason})`), 'gap');
   }
 
   noteFirst(step, seq) {

@@ -61,13 +61,10 @@ if (!run) {
         if (!step && f.type === 'run') setStatus(f.status);
       },
       stepEnd: (f) => {
-        const label = labels.get(f.step) || f.step;
-        const code = f.exit_code;
-        const ok = code === 0 || (code == null && f.status === 'succeeded');
-        view.addBanner(f.step, `■ ${label} finished: ${code != null ? `exit code ${code}` : (f.status || 'ended')}${f.lines != null ? ` · ${f.lines} lines` : ''}`, ok ? 'ok' : 'fail');
-        if (step && f.step === step && code != null) setStatus(code === 0 ? 'succeeded' : 'failed', code);
+        view.stepEnded(f, labels.get(f.step) || f.step);
+        if (step && f.step === step && f.exit_code != null) setStatus(f.exit_code === 0 ? 'succeeded' : 'failed', f.exit_code);
       },
-      gap: (s, a, b, reason) => view.addBanner(s, `lines ${a}–${b} are not available here (${reason})`, 'gap'),
+      gap: (s, a, b, reason) => view.gapBanner(s, a, b, reason),
       state: (name, detail) => {
         view.setStatus(detail ? `${name} ${detail}` : name);
         if (name === 'unauthorized') setStatus('failed');

@@ -853,6 +853,14 @@ const jsUnits = `(async (run, step, bigRun, bigStep) => {
      [[1, 'a', 'hello', ''], [2, 'b\ufffd', '', 'err'], [3, 'c', 'lo w', 'warn']]);
   eq('rowAt', [0, 5, 6, 7, 9].map(p => rowAt(ch.to, p)), [0, 0, 1, 2, 2]);
 
+  // Banners escape what they show (a node label is user input).
+  const { LogView } = await import('./logview.js');
+  const v = new LogView(document.createElement('div'));
+  v.stepEnded({step: 's', exit_code: 1, lines: 2}, '<img src=x onerror=alert(1)>');
+  v.gapBanner('s', 1, 2, '<b>');
+  eq('escaped banners', v.queue.map(q => q.chunk.h), ['■ &lt;img src=x onerror=alert(1)&gt; finished: exit code 1 · 2 lines', 'lines 1–2 are not available here (&lt;b&gt;)']);
+  eq('banner classes', v.queue.map(q => q.chunk.c), ['banner fail', 'banner gap']);
+
   // LogStream ordering, fed frames directly (no socket).
   const got = [];
   const s = new LogStream({run, step, on: {lines: (id, ls) => got.push(...ls.map(l => l.seq))}});
