@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +20,10 @@ import (
 
 // Segment cadence: a segment is uploaded every segmentEvery, or sooner once segmentBytes are
 // waiting, so a service that cannot receive pushes can tail the log from the object store about a
-// second behind. One segment holds at most segmentMax bytes.
+// second behind. One segment holds at most segmentMax bytes. Segments are the fallback of the push
+// path: while pushes are acknowledged they are not written (the service has every line, and a
+// flood of output does not cost a second copy); from the first moment the push path is missing or
+// falls behind, every line from seq 1 on is uploaded, to the end of the step.
 const (
 	segmentEvery = time.Second
 	segmentBytes = 256 << 10
@@ -40,9 +44,12 @@ type logArchive struct {
 	gzPath string
 	wake   <-chan struct{}
 
-	store  storage.Store
-	segSeq int64 // last seq uploaded in a segment
-	segOff int64 // offset in log.ndjson after it
+	store storage.Store
+	// pushing reports whether the push path is healthy; nil means there is none.
+	pushing    func() bool
+	segmenting bool
+	segSeq     int64 // last seq uploaded in a segment
+	segOff     int64 // offset in log.ndjson after it
 
 	stop chan struct{}
 	done chan struct{}
@@ -88,6 +95,12 @@ func (a *logArchive) run(ctx context.Context) {
 
 // cycle uploads new lines as segments.
 func (a *logArchive) cycle(ctx context.Context) {
+	if !a.segmenting {
+		if a.pushing != nil && a.pushing() {
+			return
+		}
+		a.segmenting = true
+	}
 	_, end := a.src.flushed()
 	store := a.openStore(ctx)
 	if store == nil {
@@ -238,4 +251,15 @@ func (a *logArchive) finish(ctx context.Context, m manifest) error {
 // close stops the segment loop if finish was not reached.
 func (a *logArchive) close() {
 	a.once.Do(func() { close(a.stop) })
+}
+
+// logLimit is the log limit of the step: KFBRIDGE_LOG_LIMIT bytes if set (for steps known to be
+// chatty, or tests), else defaultLogLimit.
+func logLimit(getenv func(string) string) int64 {
+	if v := getenv("KFBRIDGE_LOG_LIMIT"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			return n
+		}
+	}
+	return defaultLogLimit
 }

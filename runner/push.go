@@ -54,7 +54,7 @@ func newPusher(base, runID, stepID, token string, src *sink, file *os.File) *pus
 	u := strings.TrimRight(base, "/") + "/api/v1/runs/" + url.PathEscape(runID) + "/steps/" + url.PathEscape(stepID)
 	return &pusher{url: u + "/lines", endURL: u + "/end", token: token, src: src, file: file,
 		client: &http.Client{Timeout: pushTimeout}, wake: src.subscribe(),
-		closing: make(chan struct{}), done: make(chan struct{})}
+		closing: make(chan struct{}), done: make(chan struct{}), progress: time.Now()}
 }
 
 // run sends lines until ctx is done, or finish was called and the service holds every line and
@@ -217,6 +217,15 @@ func (p *pusher) sendEnd(ctx context.Context, e logstream.End) error {
 	b, _ := json.Marshal(e)
 	_, err := p.post(ctx, p.endURL, "application/json", b)
 	return err
+}
+
+// healthy reports whether the service is keeping up: no error since the last success, and either
+// everything flushed is acknowledged or a request succeeded within pushStall.
+func (p *pusher) healthy() bool {
+	flushedSeq, _ := p.src.flushed()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr == nil && (p.acked >= flushedSeq || time.Since(p.progress) < pushStall)
 }
 
 // finish hands the pusher the step's end record and waits until the service holds every line and

@@ -56,7 +56,7 @@ func (s *step) run(ctx context.Context) int {
 	}
 	defer logND.Close()
 
-	s.sink = newSink(s.stdout, s.stderr, logTxt, logND, s.now, 0)
+	s.sink = newSink(s.stdout, s.stderr, logTxt, logND, s.now, logLimit(s.getenv))
 	// log.ndjson is also the push spool and the source of the archive's segments and
 	// log.ndjson.gz; both read it with ReadAt while the sink appends.
 	arch, err := newLogArchive(c, s.getenv, s.sink, logDir, logTxt, logND)
@@ -65,13 +65,14 @@ func (s *step) run(ctx context.Context) int {
 		return 1
 	}
 	defer arch.close()
-	go arch.run(ctx)
 	pushCtx, stopPush := context.WithCancel(context.Background())
 	defer stopPush()
 	if c.pushURL != "" && c.runID != "" {
 		s.push = newPusher(c.pushURL, c.runID, c.stepID, s.getenv("KFBRIDGE_PUSH_TOKEN"), s.sink, logND)
+		arch.pushing = s.push.healthy
 		go s.push.run(pushCtx)
 	}
+	go arch.run(ctx)
 
 	exitCode, runErr := s.execute(ctx)
 	if runErr != nil {
