@@ -213,7 +213,12 @@ function runPage(id, step) {
   const drawProgress = () => {
     if (!prog.size) return;
     progress.hidden = false;
-    progress.replaceChildren(el('h2', {}, 'Packaging and upload'), ...[...prog.values()].map((p) => {
+    const finished = [...prog.values()].filter((p) => p.phase === 'done' || p.phase === 'deduplicated').length;
+    // Open while something is being packaged or uploaded; a one-line summary once all is stored.
+    const details = el('details', { open: finished < prog.size },
+      el('summary', {}, `Packaging and upload: ${finished}/${prog.size} node archives stored`));
+    progress.replaceChildren(details);
+    details.append(...[...prog.values()].map((p) => {
       const total = p.total_bytes || 0;
       const pct = p.phase === 'done' || p.phase === 'deduplicated' ? 100 : total ? Math.round((100 * (p.bytes || 0)) / total) : 0;
       const bar = el('div');
@@ -296,7 +301,7 @@ function runPage(id, step) {
     });
   }).catch((e) => { main.replaceChildren(errorBox(e)); });
 
-  return () => { stream.close(); if (stopPoll) stopPoll(); };
+  return () => { stream.close(); if (stopPoll) stopPoll(); view.destroy(); };
 }
 
 // ---------------------------------------------------------------- login and routing

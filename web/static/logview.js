@@ -22,9 +22,11 @@ export class LogView {
    * @param {boolean} o.multi rows of several steps: show a step column
    * @param {(step: string) => string} o.label step label for the step column
    * @param {(step: string, afterSeq: number, n: number) => Promise<object[]|null>} o.loadEarlier fetches lines
+   * @param {boolean} o.ownsFind the page is only this log: Ctrl/Cmd+F always searches it
    */
-  constructor(host, { multi = false, label = (s) => s, loadEarlier = null } = {}) {
+  constructor(host, { multi = false, label = (s) => s, loadEarlier = null, ownsFind = false } = {}) {
     this.host = host;
+    this.ownsFind = ownsFind;
     this.multi = multi;
     this.label = label;
     this.loadEarlierFn = loadEarlier;
@@ -76,6 +78,18 @@ export class LogView {
     this.search.addEventListener('keydown', (e) => {
       if (e.key === 'Enter') { e.preventDefault(); clearTimeout(t); if (this.search.value.toLowerCase() !== this.query) this.setQuery(this.search.value); else this.step(e.shiftKey ? -1 : 1); }
     });
+    // Ctrl/Cmd+F cannot find virtualized rows: send it to the log's own search while the log has
+    // focus (or always, on a page that is only the log), Escape clears it.
+    const find = (e) => {
+      if ((e.ctrlKey || e.metaKey) && e.key === 'f' && (this.ownsFind || h.contains(document.activeElement))) {
+        e.preventDefault();
+        this.search.focus();
+        this.search.select();
+      }
+    };
+    document.addEventListener('keydown', find);
+    this.unlisten = () => document.removeEventListener('keydown', find);
+    this.search.addEventListener('keydown', (e) => { if (e.key === 'Escape') { this.search.value = ''; this.setQuery(''); } });
     this.scroller.addEventListener('scroll', () => {
       const s = this.scroller;
       const atBottom = s.scrollTop + s.clientHeight >= s.scrollHeight - FOLLOW_TOLERANCE;
@@ -83,7 +97,17 @@ export class LogView {
       this.lastRender = 0; // the user is looking: draw now
       this.schedule();
     }, { passive: true });
-    new ResizeObserver(() => this.schedule()).observe(this.scroller);
+    this.resize = new ResizeObserver(() => this.schedule());
+    this.resize.observe(this.scroller);
+  }
+
+  /** destroy detaches the view from the document (its page is going away). */
+  destroy() {
+    this.unlisten();
+    this.resize.disconnect();
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = -1; // never schedule again
+    this.searchGen++;
   }
 
   setFollow(on, scroll = true) {
@@ -178,7 +202,7 @@ export class LogView {
   indexAt(pos) { return this.vis ? this.vis[pos] : pos; }
 
   schedule() {
-    if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.tick(); });
+    if (this.frame === 0) this.frame = requestAnimationFrame(() => { this.frame = 0; this.tick(); });
   }
 
   tick() {

@@ -37,6 +37,7 @@ const view = new LogView(host, {
   multi: !step,
   label: (s) => labels.get(s) || s,
   loadEarlier: (s, after, n) => fetchLog(run, s, after, n),
+  ownsFind: true,
 });
 
 if (!run) {

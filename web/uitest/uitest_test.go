@@ -914,5 +914,12 @@ func testPanelToken(t *testing.T, e *env, base, name string) {
 	if c := js[string](b, `document.cookie`); c != "" {
 		t.Errorf("cookies %q, want none (the panel must not need a session)", c)
 	}
+	// Ctrl+F goes to the log's own search (the browser's cannot see virtualized rows); Escape clears.
+	if ok := js[bool](b, `(() => { const e = new KeyboardEvent('keydown', {key: 'f', ctrlKey: true, cancelable: true});
+		document.dispatchEvent(e); const s = document.querySelector('.log-search');
+		if (!e.defaultPrevented || document.activeElement !== s) return false;
+		s.value = 'x'; s.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'})); return s.value === ''; })()`); !ok {
+		t.Error("Ctrl+F did not focus the log search, or Escape did not clear it")
+	}
 	b.shot(name + "-panel-token-embed")
 }
