@@ -25,6 +25,7 @@ type submitOptions struct {
 	jsonOut    bool
 	remotePath bool
 	name       string
+	runtime    string
 	params     stringList
 }
 
@@ -34,6 +35,7 @@ func (o *submitOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.jsonOut, "json", false, "print NDJSON events instead of text")
 	fs.BoolVar(&o.remotePath, "remote-path", false, "FILE is a path inside the server's workspace: send the path, not a bundle")
 	fs.StringVar(&o.name, "name", "", "run name (default: the pipeline's name)")
+	fs.StringVar(&o.runtime, "runtime", "", "runtime configuration to run on (see kfbridge runtimes list; default local)")
 	fs.Var(&o.params, "param", "pipeline parameter override NAME=VALUE (repeatable)")
 }
 
@@ -87,6 +89,9 @@ func submitAndFollow(ctx context.Context, c *client, file string, o submitOption
 	opts := map[string]any{}
 	if o.name != "" {
 		opts["name"] = o.name
+	}
+	if o.runtime != "" {
+		opts["runtime"] = o.runtime
 	}
 	if len(o.params) > 0 {
 		params := map[string]any{}
