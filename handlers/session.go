@@ -29,6 +29,9 @@ const SessionCookie = "kfbridge-session"
 // served to same-origin JavaScript by GET api/v1/session), so it cannot forge this header.
 const CSRFHeader = "X-Kfbridge-CSRF"
 
+// sessionMaxAge keeps a browser logged in for 30 days, as Jupyter's login cookie does.
+const sessionMaxAge = 30 * 24 * 3600
+
 // derive returns a purpose-bound secret derived from the API token.
 func derive(token, purpose string) string {
 	m := hmac.New(sha256.New, []byte(token))
@@ -133,7 +136,7 @@ func Login(log *slog.Logger, token string) func(http.Handler) http.Handler {
 				Error(log, w, r, fmt.Errorf("%w: wrong token in the login URL", errUnauthorized))
 				return
 			}
-			setSession(w, r, SessionValue(token), 0)
+			setSession(w, r, SessionValue(token), sessionMaxAge)
 			q.Del("token")
 			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Referrer-Policy", "no-referrer")
@@ -193,7 +196,7 @@ func Session(log *slog.Logger, token string) http.Handler {
 				Error(log, w, r, fmt.Errorf("%w: wrong token", errUnauthorized))
 				return
 			}
-			setSession(w, r, SessionValue(token), 0)
+			setSession(w, r, SessionValue(token), sessionMaxAge)
 			encode(w, http.StatusOK, sessionInfo{Authenticated: true, Method: AuthCookie, CSRFToken: CSRFToken(token), CSRFHeader: CSRFHeader})
 		case http.MethodDelete:
 			if method == AuthNone || !CSRFOK(r, token, method) {

@@ -32,7 +32,7 @@ func TestLoginSetsCookieAndRedirectsRelative(t *testing.T) {
 		if len(ck) != 1 || ck[0].Name != SessionCookie || ck[0].Value != SessionValue(testToken) {
 			t.Fatalf("%s: cookies %v", c.target, ck)
 		}
-		if !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode || ck[0].Path != "" {
+		if !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode || ck[0].Path != "" || ck[0].MaxAge != sessionMaxAge {
 			t.Errorf("%s: cookie %+v, want HttpOnly, SameSite=Strict and no Path", c.target, ck[0])
 		}
 		if strings.Contains(rec.Header().Get("Set-Cookie"), testToken) {
