@@ -536,7 +536,15 @@ func (c *wsConn) sendStep(sub *wsSub, id string) (bool, error) {
 			prefix = linesPrefix(sub.run, id)
 			sub.prefix[id] = prefix
 		}
-		if err := c.write(linesFrame(prefix, ch.Records)); err != nil {
+		// Frame buffers come from a pool, so idle viewers hold none.
+		bp := framePool.Get().(*[]byte)
+		frame := linesFrame((*bp)[:0], prefix, ch.Records)
+		err := c.write(frame)
+		if cap(frame) <= 2*maxBatchBytes { // a frame of one giant line does not go back
+			*bp = frame
+			framePool.Put(bp)
+		}
+		if err != nil {
 			return false, err
 		}
 		c.lastLines = time.Now()
@@ -660,14 +668,11 @@ func linesPrefix(run, step string) []byte {
 	return append(b, `,"lines":[`...)
 }
 
-// linesFrame builds a lines frame around the stored encodings: lines are never re-encoded per
-// viewer.
-func linesFrame(prefix []byte, recs []logstream.Record) []byte {
-	n := len(prefix) + 2
-	for _, r := range recs {
-		n += len(r.JSON) + 1
-	}
-	b := make([]byte, 0, n)
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, maxBatchBytes+4096); return &b }}
+
+// linesFrame appends a lines frame around the stored encodings to b: lines are never re-encoded
+// per viewer.
+func linesFrame(b, prefix []byte, recs []logstream.Record) []byte {
 	b = append(b, prefix...)
 	for i, r := range recs {
 		if i > 0 {

@@ -39,6 +39,7 @@ type pusher struct {
 	src    *sink
 	file   *os.File // log.ndjson, read with ReadAt
 	wake   <-chan struct{}
+	buf    []byte // read buffer of the run goroutine
 
 	mu       sync.Mutex
 	acked    int64 // highest seq the service holds, as it last told us
@@ -144,7 +145,11 @@ func (p *pusher) read(first, off, acked, end int64) ([]byte, int64, int64, error
 		n = pushMaxBatch
 	}
 	for {
-		buf := make([]byte, n)
+		// The buffer is reused: send is done with a batch before the next read.
+		if int64(cap(p.buf)) < n {
+			p.buf = make([]byte, n)
+		}
+		buf := p.buf[:n]
 		if _, err := p.file.ReadAt(buf, off); err != nil && err != io.EOF {
 			return nil, 0, 0, fmt.Errorf("read log spool: %w", err)
 		}
