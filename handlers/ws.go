@@ -118,13 +118,13 @@ func RunLogSocket(cfg LogSocketConfig) http.Handler {
 }
 
 // openSockets counts the open log websockets of the process. Frames to many viewers are paced:
-// a connection sends at most one frame per frameGap(openSockets) (20 µs per open socket, at most
+// a connection sends at most one frame per frameGap(openSockets) (40 µs per open socket, at most
 // 50 ms), so with one viewer a line leaves at once while with a thousand the same work goes out
 // in fewer, fuller frames instead of a write per line per viewer.
 var openSockets atomic.Int64
 
 func frameGap() time.Duration {
-	return min(time.Duration(openSockets.Load())*20*time.Microsecond, 50*time.Millisecond)
+	return min(time.Duration(openSockets.Load())*40*time.Microsecond, 50*time.Millisecond)
 }
 
 var upgrader = websocket.Upgrader{
