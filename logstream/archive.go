@@ -288,7 +288,7 @@ func (s *Store) loadArchived(ctx context.Context, runID, stepID string) (*stepLo
 		}
 		return st, nil
 	}
-	st := &stepLog{id: stepID, kick: make(chan struct{}, 1), ready: make(chan struct{})}
+	st := &stepLog{id: stepID, run: runID, kick: make(chan struct{}, 1), ready: make(chan struct{})}
 	r.steps[stepID] = st
 	r.mu.Unlock()
 

@@ -105,6 +105,10 @@ type Options struct {
 	// EndWait is how long a step's terminal status event waits for the step's last lines and
 	// end record before the log is closed as incomplete (10 s).
 	EndWait time.Duration
+	// MaxFinished is how many finished steps stay loaded (256). Past it, the longest-finished
+	// step whose archive has its manifest is dropped (its spool file closed) and read back from
+	// the archive when asked for, so a long-lived service holds bounded memory, disk and files.
+	MaxFinished int
 }
 
 func (o *Options) defaults() {
@@ -126,6 +130,9 @@ func (o *Options) defaults() {
 	if o.EndWait <= 0 {
 		o.EndWait = 10 * time.Second
 	}
+	if o.MaxFinished <= 0 {
+		o.MaxFinished = 256
+	}
 }
 
 // endedRingLines is how many recent lines a finished step keeps in memory; the rest is read from
@@ -143,6 +150,15 @@ type Store struct {
 	mu     sync.Mutex
 	runs   map[string]*runLog
 	misses map[string]time.Time // run/step -> last archive lookup that found nothing
+
+	// finMu guards finished only, and is never held while taking another lock.
+	finMu    sync.Mutex
+	finished []finishedStep // in the order the steps finished
+}
+
+type finishedStep struct {
+	run string
+	st  *stepLog
 }
 
 type runLog struct {
@@ -169,6 +185,7 @@ func (r *runLog) setWaitersLocked() {
 
 type stepLog struct {
 	id    string
+	run   string
 	ready chan struct{} // closed once an archived step is loaded; nil when created live
 
 	mu         sync.Mutex
@@ -185,6 +202,7 @@ type stepLog struct {
 	endTimer   *time.Timer
 	tailing    bool
 	kick       chan struct{}
+	finished   bool // counted in Store.finished
 }
 
 // NewStore returns an empty store with default options and no archive.
@@ -244,7 +262,7 @@ func (s *Store) lookupRun(id string) *runLog {
 func (r *runLog) stepLocked(id string) *stepLog {
 	st := r.steps[id]
 	if st == nil {
-		st = &stepLog{id: id, kick: make(chan struct{}, 1)}
+		st = &stepLog{id: id, run: r.id, kick: make(chan struct{}, 1)}
 		r.steps[id] = st
 	}
 	return st
@@ -413,8 +431,25 @@ func (st *stepLog) completeLocked() bool {
 	return st.end != nil && (st.last >= st.end.FinalSeq || st.missing != nil)
 }
 
-// endedLocked shrinks a finished step's ring: later readers are served from the spool.
+// endedLocked shrinks a finished step's ring: later readers are served from the spool. The
+// caller holds st.mu.
 func (s *Store) endedLocked(st *stepLog) {
+	if !st.finished {
+		st.finished = true
+		s.finMu.Lock()
+		s.finished = append(s.finished, finishedStep{run: st.run, st: st})
+		var old *finishedStep
+		if len(s.finished) > s.opts.MaxFinished && s.opts.Archive != nil {
+			o := s.finished[0]
+			s.finished = s.finished[1:]
+			old = &o
+		}
+		s.finMu.Unlock()
+		if old != nil && s.ctx.Err() == nil {
+			s.wg.Add(1)
+			go s.unload(old.run, old.st)
+		}
+	}
 	if st.endTimer != nil {
 		st.endTimer.Stop()
 		st.endTimer = nil
@@ -427,6 +462,34 @@ func (s *Store) endedLocked(st *stepLog) {
 			st.ringBytes += len(r.JSON)
 		}
 	}
+}
+
+// errUnloaded marks the spool of a step dropped from memory; readers load it again from the archive.
+var errUnloaded = errors.New("step log unloaded; read it from the archive")
+
+// unload drops a finished step from memory if the archive holds it whole.
+func (s *Store) unload(runID string, st *stepLog) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	if _, err := s.opts.Archive.Manifest(ctx, runID, st.id); err != nil {
+		return // not archived (yet): keep it, it cannot be read back
+	}
+	if r := s.lookupRun(runID); r != nil {
+		r.mu.Lock()
+		if r.steps[st.id] == st {
+			delete(r.steps, st.id)
+		}
+		r.mu.Unlock()
+	}
+	st.mu.Lock()
+	if st.sp != nil {
+		st.sp.close()
+		st.sp = nil
+	}
+	st.spErr = errUnloaded
+	st.ring, st.ringBytes = nil, 0
+	st.mu.Unlock()
 }
 
 // SetEnd records a step's end (from the runner, or from the archive's manifest). Lines after
@@ -689,6 +752,17 @@ func (s *Store) Read(ctx context.Context, runID, stepID string, after int64, max
 		}
 	}
 	st.mu.Lock()
+	if st.spErr == errUnloaded {
+		// Dropped from memory between the lookup and now: read it back from the archive.
+		st.mu.Unlock()
+		if st, err := s.loadArchived(ctx, runID, stepID); err != nil || st == nil {
+			if err == nil {
+				err = ErrNoStep
+			}
+			return Chunk{}, err
+		}
+		return s.Read(ctx, runID, stepID, after, maxBytes)
+	}
 	c := Chunk{Head: st.last}
 	if g := st.missing; g != nil && after < g.To && after+1 >= g.From {
 		gg := *g

@@ -333,3 +333,33 @@ func TestAppendJSONBytesMatches(t *testing.T) {
 		t.Fatal("special bytes differ")
 	}
 }
+
+// Ensure finished steps beyond MaxFinished are dropped from memory once archived, and are read
+// back from the archive, whole, when asked for again.
+func TestFinishedStepsUnloadAndReload(t *testing.T) {
+	st, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{SpoolDir: t.TempDir(), Archive: StoreArchive{Store: st}, MaxFinished: 2})
+	defer s.Close()
+	for i := 0; i < 4; i++ {
+		step := fmt.Sprint("s", i)
+		writeArchive(t, st, "r", step, 300)
+		for seq := int64(1); seq <= 300; seq++ {
+			s.Append("r", step, []Line{line(seq, fmt.Sprintf("archived %d", seq))})
+		}
+		s.SetEnd("r", step, End{FinalSeq: 300})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.Steps("r")) > 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := s.Steps("r"); len(got) != 2 || got[0] != "s2" {
+		t.Fatalf("loaded steps after finishing 4 with MaxFinished 2: %v", got)
+	}
+	got, end := readAll(t, s, "r", "s0", 0, 4096)
+	if len(got) != 300 || end == nil || got[299].Text != "archived 300" {
+		t.Fatalf("reloaded s0: %d lines, end %+v", len(got), end)
+	}
+}
