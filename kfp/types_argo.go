@@ -222,11 +222,7 @@ func statusFromWorkflow(runID, runStatus string, wf *Workflow) RunStatus {
 		}
 		st.NodesUnavailable = wf.Status.OffloadNodeStatusVersion != "" && len(wf.Status.Nodes) == 0
 		for _, n := range wf.Status.Nodes {
-			s := stepStatusFromArgo(n)
-			st.AllNodes = append(st.AllNodes, s)
-			if n.Type == "Pod" || n.Type == "Container" {
-				st.Steps = append(st.Steps, s)
-			}
+			st.addNode(stepStatusFromArgo(n), n.Type == "Pod" || n.Type == "Container")
 		}
 	}
 	st.RawState = raw
@@ -234,8 +230,7 @@ func statusFromWorkflow(runID, runStatus string, wf *Workflow) RunStatus {
 	if st.State == PhaseFailed && terminatedMessage(st.Message) {
 		st.State = PhaseCancelled
 	}
-	sortSteps(st.Steps)
-	sortSteps(st.AllNodes)
+	st.sortNodes()
 	return st
 }
 

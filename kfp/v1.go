@@ -1,17 +1,12 @@
 package kfp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"sort"
-	"time"
 )
 
 // v1api implements the operations on /apis/v1beta1 (KFP 1.x, still served by 2.x).
@@ -28,51 +23,17 @@ func (a v1api) healthz(ctx context.Context) (Healthz, error) {
 	return Healthz{APIVersion: V1Beta1, MultiUser: out.MultiUser}, nil
 }
 
-// uploadCall builds the multipart request KFP's upload handlers read: one file part named
-// "uploadfile" whose filename ends in .yaml (the server picks the parser by suffix).
-func uploadCall(op, path string, q url.Values, r UploadRequest, out any) (*call, error) {
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	h := textproto.MIMEHeader{}
-	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="uploadfile"; filename=%q`, r.Filename))
-	h.Set("Content-Type", "application/octet-stream")
-	pw, err := mw.CreatePart(h)
-	if err != nil {
-		return nil, fmt.Errorf("kfp: %s: %w", op, err)
-	}
-	if _, err := pw.Write(r.Content); err != nil {
-		return nil, fmt.Errorf("kfp: %s: %w", op, err)
-	}
-	if err := mw.Close(); err != nil {
-		return nil, fmt.Errorf("kfp: %s: %w", op, err)
-	}
-	return &call{op: op, method: http.MethodPost, path: path, query: q, body: buf.Bytes(), ctype: mw.FormDataContentType(), out: out}, nil
-}
-
 func (a v1api) uploadPipeline(ctx context.Context, r UploadRequest) (*Pipeline, *PipelineVersion, error) {
 	if r.Namespace != "" {
 		return nil, nil, invalid("upload pipeline", a.c.base.String(), "namespaced (private) pipelines need the v2beta1 API")
 	}
-	q := url.Values{"name": {r.Name}}
-	if r.Description != "" {
-		q.Set("description", r.Description)
-	}
 	var out v1Pipeline
-	cl, err := uploadCall("upload pipeline", v1Prefix+"/pipelines/upload", q, r, &out)
+	cl, err := uploadCall("upload pipeline", v1Prefix+"/pipelines/upload", uploadQuery(r), r, &out)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl.lookup = func(ctx context.Context) (bool, error) {
-		p, err := a.findPipelineRaw(ctx, r.Name, "")
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		out = *p
-		return true, nil
-	}
+	cl.lookup = lookupFound(func(ctx context.Context) (*v1Pipeline, error) { return a.findPipelineRaw(ctx, r.Name, "") },
+		func(p *v1Pipeline) { out = *p })
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, nil, err
 	}
@@ -85,26 +46,17 @@ func (a v1api) uploadPipeline(ctx context.Context, r UploadRequest) (*Pipeline, 
 }
 
 func (a v1api) uploadVersion(ctx context.Context, pipelineID string, r UploadRequest) (*PipelineVersion, error) {
-	q := url.Values{"name": {r.Name}, "pipelineid": {pipelineID}}
-	if r.Description != "" {
-		q.Set("description", r.Description)
-	}
+	q := uploadQuery(r)
+	q.Set("pipelineid", pipelineID)
 	var out v1PipelineVersion
 	cl, err := uploadCall("upload pipeline version", v1Prefix+"/pipelines/upload_version", q, r, &out)
 	if err != nil {
 		return nil, err
 	}
-	cl.lookup = func(ctx context.Context) (bool, error) {
-		v, err := a.findVersion(ctx, pipelineID, r.Name)
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		out = v1PipelineVersion{ID: v.ID, Name: v.Name, Description: v.Description, CreatedAt: ArgoTime{v.CreatedAt}}
-		return true, nil
-	}
+	cl.lookup = lookupFound(func(ctx context.Context) (*PipelineVersion, error) { return a.findVersion(ctx, pipelineID, r.Name) },
+		func(v *PipelineVersion) {
+			out = v1PipelineVersion{ID: v.ID, Name: v.Name, Description: v.Description, CreatedAt: ArgoTime{v.CreatedAt}}
+		})
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
 	}
@@ -116,24 +68,19 @@ func v1FilterEquals(key, value string) string {
 	return string(b)
 }
 
-func (a v1api) findPipelineRaw(ctx context.Context, name, namespace string) (*v1Pipeline, error) {
-	q := url.Values{"filter": {v1FilterEquals("name", name)}, "page_size": {"10"}}
+// v1ScopeNamespace limits a v1 list to a namespace (a resource reference key); "" leaves q as is.
+func v1ScopeNamespace(q url.Values, namespace string) url.Values {
 	if namespace != "" {
 		q.Set("resource_reference_key.type", "NAMESPACE")
 		q.Set("resource_reference_key.id", namespace)
 	}
-	var out v1ListPipelines
-	cl, _ := jsonCall("find pipeline", http.MethodGet, v1Prefix+"/pipelines", nil, &out)
-	cl.query = q
-	if err := a.c.do(ctx, cl); err != nil {
-		return nil, err
-	}
-	for i := range out.Pipelines {
-		if out.Pipelines[i].Name == name {
-			return &out.Pipelines[i], nil
-		}
-	}
-	return nil, notFound("find pipeline", a.c.endpoint(cl), fmt.Sprintf("no pipeline named %q", name))
+	return q
+}
+
+func (a v1api) findPipelineRaw(ctx context.Context, name, namespace string) (*v1Pipeline, error) {
+	return findNamed(ctx, a.c, "find pipeline", v1Prefix+"/pipelines", v1ScopeNamespace(findQuery(v1FilterEquals, "name", name), namespace),
+		func(l *v1ListPipelines) []v1Pipeline { return l.Pipelines }, func(p *v1Pipeline) string { return p.Name },
+		name, fmt.Sprintf("no pipeline named %q", name))
 }
 
 func (a v1api) findPipeline(ctx context.Context, name, namespace string) (*Pipeline, error) {
@@ -145,24 +92,16 @@ func (a v1api) findPipeline(ctx context.Context, name, namespace string) (*Pipel
 }
 
 func (a v1api) findVersion(ctx context.Context, pipelineID, name string) (*PipelineVersion, error) {
-	q := url.Values{
-		"resource_key.type": {"PIPELINE"},
-		"resource_key.id":   {pipelineID},
-		"filter":            {v1FilterEquals("name", name)},
-		"page_size":         {"10"},
-	}
-	var out v1ListVersions
-	cl, _ := jsonCall("find pipeline version", http.MethodGet, v1Prefix+"/pipeline_versions", nil, &out)
-	cl.query = q
-	if err := a.c.do(ctx, cl); err != nil {
+	q := findQuery(v1FilterEquals, "name", name)
+	q.Set("resource_key.type", "PIPELINE")
+	q.Set("resource_key.id", pipelineID)
+	v, err := findNamed(ctx, a.c, "find pipeline version", v1Prefix+"/pipeline_versions", q,
+		func(l *v1ListVersions) []v1PipelineVersion { return l.Versions }, func(v *v1PipelineVersion) string { return v.Name },
+		name, fmt.Sprintf("pipeline %s has no version named %q", pipelineID, name))
+	if err != nil {
 		return nil, err
 	}
-	for _, v := range out.Versions {
-		if v.Name == name {
-			return v1VersionOut(v, pipelineID), nil
-		}
-	}
-	return nil, notFound("find pipeline version", a.c.endpoint(cl), fmt.Sprintf("pipeline %s has no version named %q", pipelineID, name))
+	return v1VersionOut(*v, pipelineID), nil
 }
 
 func (a v1api) createExperiment(ctx context.Context, name, description, namespace string) (*Experiment, error) {
@@ -175,17 +114,10 @@ func (a v1api) createExperiment(ctx context.Context, name, description, namespac
 	if err != nil {
 		return nil, err
 	}
-	cl.lookup = func(ctx context.Context) (bool, error) {
-		e, err := a.findExperiment(ctx, name, namespace)
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		out = v1Experiment{ID: e.ID, Name: e.Name, Description: e.Description, CreatedAt: ArgoTime{e.CreatedAt}}
-		return true, nil
-	}
+	cl.lookup = lookupFound(func(ctx context.Context) (*Experiment, error) { return a.findExperiment(ctx, name, namespace) },
+		func(e *Experiment) {
+			out = v1Experiment{ID: e.ID, Name: e.Name, Description: e.Description, CreatedAt: ArgoTime{e.CreatedAt}}
+		})
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
 	}
@@ -197,27 +129,17 @@ func (a v1api) createExperiment(ctx context.Context, name, description, namespac
 }
 
 func (a v1api) findExperiment(ctx context.Context, name, namespace string) (*Experiment, error) {
-	q := url.Values{"filter": {v1FilterEquals("name", name)}, "page_size": {"10"}}
-	if namespace != "" {
-		q.Set("resource_reference_key.type", "NAMESPACE")
-		q.Set("resource_reference_key.id", namespace)
-	}
-	var out v1ListExperiments
-	cl, _ := jsonCall("find experiment", http.MethodGet, v1Prefix+"/experiments", nil, &out)
-	cl.query = q
-	if err := a.c.do(ctx, cl); err != nil {
+	e, err := findNamed(ctx, a.c, "find experiment", v1Prefix+"/experiments", v1ScopeNamespace(findQuery(v1FilterEquals, "name", name), namespace),
+		func(l *v1ListExperiments) []v1Experiment { return l.Experiments }, func(e *v1Experiment) string { return e.Name },
+		name, fmt.Sprintf("no experiment named %q", name))
+	if err != nil {
 		return nil, err
 	}
-	for _, e := range out.Experiments {
-		if e.Name == name {
-			x := v1ExperimentOut(e)
-			if x.Namespace == "" {
-				x.Namespace = namespace
-			}
-			return x, nil
-		}
+	x := v1ExperimentOut(*e)
+	if x.Namespace == "" {
+		x.Namespace = namespace
 	}
-	return nil, notFound("find experiment", a.c.endpoint(cl), fmt.Sprintf("no experiment named %q", name))
+	return x, nil
 }
 
 // paramString renders a parameter value the way v1 carries it (all strings).
@@ -257,11 +179,11 @@ func (a v1api) createRun(ctx context.Context, r RunRequest, namespace string) (*
 	}
 	req.PipelineSpec.PipelineID = r.PipelineID
 	if len(r.WorkflowManifest) > 0 {
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, r.WorkflowManifest); err != nil {
-			return nil, invalid("create run", a.c.base.String(), "workflow manifest: "+err.Error())
+		wf, err := a.c.compactJSON("workflow manifest", r.WorkflowManifest)
+		if err != nil {
+			return nil, err
 		}
-		req.PipelineSpec.WorkflowManifest = compact.String()
+		req.PipelineSpec.WorkflowManifest = string(wf)
 	}
 	keys := make([]string, 0, len(r.Parameters))
 	for k := range r.Parameters {
@@ -276,39 +198,15 @@ func (a v1api) createRun(ctx context.Context, r RunRequest, namespace string) (*
 	if err != nil {
 		return nil, err
 	}
-	started := time.Now()
-	cl.lookup = func(ctx context.Context) (bool, error) {
-		runs, _, err := a.listRuns(ctx, ListRunsRequest{ExperimentID: r.ExperimentID, Name: r.Name, PageSize: 20}, namespace)
-		if err != nil {
-			return false, err
-		}
-		if run := pickCreated(runs, r.Name, started); run != nil {
-			out = v1RunDetail{Run: v1Run{ID: run.ID, Name: run.Name, Status: run.RawState, Description: run.Description,
-				CreatedAt: ArgoTime{run.CreatedAt}, ResourceReferences: []v1ResourceRef{{Key: v1ResourceKey{Type: "EXPERIMENT", ID: run.ExperimentID}}}}}
-			return true, nil
-		}
-		return false, nil
-	}
+	cl.lookup = createdRunLookup(a.listRuns, r, namespace, func(run *Run) {
+		out = v1RunDetail{Run: v1Run{ID: run.ID, Name: run.Name, Status: run.RawState, Description: run.Description,
+			CreatedAt: ArgoTime{run.CreatedAt}, ResourceReferences: []v1ResourceRef{{Key: v1ResourceKey{Type: "EXPERIMENT", ID: run.ExperimentID}}}}}
+	})
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
 	}
 	run := v1RunOut(out.Run)
 	return &run, nil
-}
-
-// pickCreated returns the run named name that an earlier attempt of this call created: created no
-// earlier than the call started (minus slack for clock skew between client and server).
-func pickCreated(runs []Run, name string, started time.Time) *Run {
-	for i := range runs {
-		r := &runs[i]
-		if r.Name != name {
-			continue
-		}
-		if r.CreatedAt.IsZero() || !r.CreatedAt.Before(started.Add(-2*time.Minute)) {
-			return r
-		}
-	}
-	return nil
 }
 
 func (a v1api) getRun(ctx context.Context, id string) (*RunDetail, error) {
@@ -333,38 +231,16 @@ func (a v1api) getRun(ctx context.Context, id string) (*RunDetail, error) {
 }
 
 func (a v1api) listRuns(ctx context.Context, r ListRunsRequest, namespace string) ([]Run, string, error) {
+	// A run's experiment implies its namespace: v1 takes one resource reference key.
 	q := url.Values{}
-	switch {
-	case r.ExperimentID != "":
+	if r.ExperimentID != "" {
 		q.Set("resource_reference_key.type", "EXPERIMENT")
 		q.Set("resource_reference_key.id", r.ExperimentID)
-	case namespace != "":
-		q.Set("resource_reference_key.type", "NAMESPACE")
-		q.Set("resource_reference_key.id", namespace)
+	} else {
+		v1ScopeNamespace(q, namespace)
 	}
-	if r.Name != "" {
-		q.Set("filter", v1FilterEquals("name", r.Name))
-	}
-	if r.PageSize > 0 {
-		q.Set("page_size", fmt.Sprint(r.PageSize))
-	}
-	if r.PageToken != "" {
-		q.Set("page_token", r.PageToken)
-	}
-	if r.SortBy != "" {
-		q.Set("sort_by", r.SortBy)
-	}
-	var out v1ListRuns
-	cl, _ := jsonCall("list runs", http.MethodGet, v1Prefix+"/runs", nil, &out)
-	cl.query = q
-	if err := a.c.do(ctx, cl); err != nil {
-		return nil, "", err
-	}
-	runs := make([]Run, 0, len(out.Runs))
-	for _, x := range out.Runs {
-		runs = append(runs, v1RunOut(x))
-	}
-	return runs, out.NextPageToken, nil
+	return listRunsPage(ctx, a.c, v1Prefix+"/runs", listRunsQuery(q, r, v1FilterEquals, "name"),
+		func(l *v1ListRuns) ([]v1Run, string) { return l.Runs, l.NextPageToken }, v1RunOut)
 }
 
 func (a v1api) terminateRun(ctx context.Context, id string) error {
@@ -372,10 +248,6 @@ func (a v1api) terminateRun(ctx context.Context, id string) error {
 	// Terminating twice is harmless, so a retry after an ambiguous failure is safe.
 	cl.idempotent = true
 	return a.c.do(ctx, cl)
-}
-
-func notFound(op, endpoint, msg string) error {
-	return &APIError{Op: op, Method: http.MethodGet, Endpoint: endpoint, StatusCode: 0, Message: msg, Kind: ErrNotFound}
 }
 
 func v1PipelineOut(p v1Pipeline) *Pipeline {

@@ -1,15 +1,12 @@
 package kfp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // v2api implements the operations on /apis/v2beta1 (KFP 2.x).
@@ -32,29 +29,16 @@ func v2FilterEquals(key, value string) string {
 }
 
 func (a v2api) uploadPipeline(ctx context.Context, r UploadRequest) (*Pipeline, *PipelineVersion, error) {
-	q := url.Values{"name": {r.Name}, "display_name": {firstNonEmpty(r.DisplayName, r.Name)}}
-	if r.Description != "" {
-		q.Set("description", r.Description)
-	}
-	if r.Namespace != "" {
-		q.Set("namespace", r.Namespace)
-	}
+	q := uploadQuery(r)
+	q.Set("display_name", firstNonEmpty(r.DisplayName, r.Name))
+	v2ScopeNamespace(q, r.Namespace)
 	var out v2Pipeline
 	cl, err := uploadCall("upload pipeline", v2Prefix+"/pipelines/upload", q, r, &out)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl.lookup = func(ctx context.Context) (bool, error) {
-		p, err := a.findPipelineRaw(ctx, r.Name, r.Namespace)
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		out = *p
-		return true, nil
-	}
+	cl.lookup = lookupFound(func(ctx context.Context) (*v2Pipeline, error) { return a.findPipelineRaw(ctx, r.Name, r.Namespace) },
+		func(p *v2Pipeline) { out = *p })
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, nil, err
 	}
@@ -71,8 +55,7 @@ func (a v2api) uploadPipeline(ctx context.Context, r UploadRequest) (*Pipeline, 
 func (a v2api) latestVersion(ctx context.Context, pipelineID string) (*PipelineVersion, error) {
 	q := url.Values{"page_size": {"1"}, "sort_by": {"created_at desc"}}
 	var out v2ListVersions
-	cl, _ := jsonCall("list pipeline versions", http.MethodGet, v2Prefix+"/pipelines/"+url.PathEscape(pipelineID)+"/versions", nil, &out)
-	cl.query = q
+	cl := getCall("list pipeline versions", v2Prefix+"/pipelines/"+url.PathEscape(pipelineID)+"/versions", q, &out)
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
 	}
@@ -83,26 +66,18 @@ func (a v2api) latestVersion(ctx context.Context, pipelineID string) (*PipelineV
 }
 
 func (a v2api) uploadVersion(ctx context.Context, pipelineID string, r UploadRequest) (*PipelineVersion, error) {
-	q := url.Values{"name": {r.Name}, "display_name": {firstNonEmpty(r.DisplayName, r.Name)}, "pipelineid": {pipelineID}}
-	if r.Description != "" {
-		q.Set("description", r.Description)
-	}
+	q := uploadQuery(r)
+	q.Set("display_name", firstNonEmpty(r.DisplayName, r.Name))
+	q.Set("pipelineid", pipelineID)
 	var out v2PipelineVersion
 	cl, err := uploadCall("upload pipeline version", v2Prefix+"/pipelines/upload_version", q, r, &out)
 	if err != nil {
 		return nil, err
 	}
-	cl.lookup = func(ctx context.Context) (bool, error) {
-		v, err := a.findVersionRaw(ctx, pipelineID, r.Name)
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		out = *v
-		return true, nil
-	}
+	cl.lookup = lookupFound(func(ctx context.Context) (*v2PipelineVersion, error) {
+		return a.findVersionRaw(ctx, pipelineID, r.Name)
+	},
+		func(v *v2PipelineVersion) { out = *v })
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
 	}
@@ -113,23 +88,18 @@ func (a v2api) uploadVersion(ctx context.Context, pipelineID string, r UploadReq
 	return v, nil
 }
 
-func (a v2api) findPipelineRaw(ctx context.Context, name, namespace string) (*v2Pipeline, error) {
-	q := url.Values{"filter": {v2FilterEquals("name", name)}, "page_size": {"10"}}
+// v2ScopeNamespace limits a v2 list (or puts an upload) in a namespace; "" leaves q as is.
+func v2ScopeNamespace(q url.Values, namespace string) url.Values {
 	if namespace != "" {
 		q.Set("namespace", namespace)
 	}
-	var out v2ListPipelines
-	cl, _ := jsonCall("find pipeline", http.MethodGet, v2Prefix+"/pipelines", nil, &out)
-	cl.query = q
-	if err := a.c.do(ctx, cl); err != nil {
-		return nil, err
-	}
-	for i := range out.Pipelines {
-		if out.Pipelines[i].Name == name {
-			return &out.Pipelines[i], nil
-		}
-	}
-	return nil, notFound("find pipeline", a.c.endpoint(cl), fmt.Sprintf("no pipeline named %q", name))
+	return q
+}
+
+func (a v2api) findPipelineRaw(ctx context.Context, name, namespace string) (*v2Pipeline, error) {
+	return findNamed(ctx, a.c, "find pipeline", v2Prefix+"/pipelines", v2ScopeNamespace(findQuery(v2FilterEquals, "name", name), namespace),
+		func(l *v2ListPipelines) []v2Pipeline { return l.Pipelines }, func(p *v2Pipeline) string { return p.Name },
+		name, fmt.Sprintf("no pipeline named %q", name))
 }
 
 func (a v2api) findPipeline(ctx context.Context, name, namespace string) (*Pipeline, error) {
@@ -141,19 +111,9 @@ func (a v2api) findPipeline(ctx context.Context, name, namespace string) (*Pipel
 }
 
 func (a v2api) findVersionRaw(ctx context.Context, pipelineID, name string) (*v2PipelineVersion, error) {
-	q := url.Values{"filter": {v2FilterEquals("name", name)}, "page_size": {"10"}}
-	var out v2ListVersions
-	cl, _ := jsonCall("find pipeline version", http.MethodGet, v2Prefix+"/pipelines/"+url.PathEscape(pipelineID)+"/versions", nil, &out)
-	cl.query = q
-	if err := a.c.do(ctx, cl); err != nil {
-		return nil, err
-	}
-	for i := range out.PipelineVersions {
-		if out.PipelineVersions[i].Name == name {
-			return &out.PipelineVersions[i], nil
-		}
-	}
-	return nil, notFound("find pipeline version", a.c.endpoint(cl), fmt.Sprintf("pipeline %s has no version named %q", pipelineID, name))
+	return findNamed(ctx, a.c, "find pipeline version", v2Prefix+"/pipelines/"+url.PathEscape(pipelineID)+"/versions", findQuery(v2FilterEquals, "name", name),
+		func(l *v2ListVersions) []v2PipelineVersion { return l.PipelineVersions }, func(v *v2PipelineVersion) string { return v.Name },
+		name, fmt.Sprintf("pipeline %s has no version named %q", pipelineID, name))
 }
 
 func (a v2api) findVersion(ctx context.Context, pipelineID, name string) (*PipelineVersion, error) {
@@ -171,17 +131,10 @@ func (a v2api) createExperiment(ctx context.Context, name, description, namespac
 	if err != nil {
 		return nil, err
 	}
-	cl.lookup = func(ctx context.Context) (bool, error) {
-		e, err := a.findExperiment(ctx, name, namespace)
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		out = v2Experiment{ExperimentID: e.ID, DisplayName: e.Name, Description: e.Description, Namespace: e.Namespace, CreatedAt: ArgoTime{e.CreatedAt}}
-		return true, nil
-	}
+	cl.lookup = lookupFound(func(ctx context.Context) (*Experiment, error) { return a.findExperiment(ctx, name, namespace) },
+		func(e *Experiment) {
+			out = v2Experiment{ExperimentID: e.ID, DisplayName: e.Name, Description: e.Description, Namespace: e.Namespace, CreatedAt: ArgoTime{e.CreatedAt}}
+		})
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
 	}
@@ -189,22 +142,13 @@ func (a v2api) createExperiment(ctx context.Context, name, description, namespac
 }
 
 func (a v2api) findExperiment(ctx context.Context, name, namespace string) (*Experiment, error) {
-	q := url.Values{"filter": {v2FilterEquals("display_name", name)}, "page_size": {"10"}}
-	if namespace != "" {
-		q.Set("namespace", namespace)
-	}
-	var out v2ListExperiments
-	cl, _ := jsonCall("find experiment", http.MethodGet, v2Prefix+"/experiments", nil, &out)
-	cl.query = q
-	if err := a.c.do(ctx, cl); err != nil {
+	e, err := findNamed(ctx, a.c, "find experiment", v2Prefix+"/experiments", v2ScopeNamespace(findQuery(v2FilterEquals, "display_name", name), namespace),
+		func(l *v2ListExperiments) []v2Experiment { return l.Experiments }, func(e *v2Experiment) string { return e.DisplayName },
+		name, fmt.Sprintf("no experiment named %q", name))
+	if err != nil {
 		return nil, err
 	}
-	for _, e := range out.Experiments {
-		if e.DisplayName == name {
-			return v2ExperimentOut(e), nil
-		}
-	}
-	return nil, notFound("find experiment", a.c.endpoint(cl), fmt.Sprintf("no experiment named %q", name))
+	return v2ExperimentOut(*e), nil
 }
 
 func (a v2api) createRun(ctx context.Context, r RunRequest, namespace string) (*Run, error) {
@@ -216,11 +160,11 @@ func (a v2api) createRun(ctx context.Context, r RunRequest, namespace string) (*
 	}
 	req := v2RunReq{DisplayName: r.Name, Description: r.Description, ExperimentID: r.ExperimentID, ServiceAccount: r.ServiceAccount}
 	if len(r.PipelineSpec) > 0 {
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, r.PipelineSpec); err != nil {
-			return nil, invalid("create run", a.c.base.String(), "pipeline spec: "+err.Error())
+		spec, err := a.c.compactJSON("pipeline spec", r.PipelineSpec)
+		if err != nil {
+			return nil, err
 		}
-		req.PipelineSpec = compact.Bytes()
+		req.PipelineSpec = spec
 	} else {
 		req.PipelineVersionReference = &v2VersionRef{PipelineID: r.PipelineID, PipelineVersionID: r.VersionID}
 		if r.VersionID == "" {
@@ -235,19 +179,10 @@ func (a v2api) createRun(ctx context.Context, r RunRequest, namespace string) (*
 	if err != nil {
 		return nil, err
 	}
-	started := time.Now()
-	cl.lookup = func(ctx context.Context) (bool, error) {
-		runs, _, err := a.listRuns(ctx, ListRunsRequest{ExperimentID: r.ExperimentID, Name: r.Name, PageSize: 20}, namespace)
-		if err != nil {
-			return false, err
-		}
-		if run := pickCreated(runs, r.Name, started); run != nil {
-			out = v2Run{RunID: run.ID, DisplayName: run.Name, ExperimentID: run.ExperimentID, State: run.RawState,
-				Description: run.Description, CreatedAt: ArgoTime{run.CreatedAt}}
-			return true, nil
-		}
-		return false, nil
-	}
+	cl.lookup = createdRunLookup(a.listRuns, r, namespace, func(run *Run) {
+		out = v2Run{RunID: run.ID, DisplayName: run.Name, ExperimentID: run.ExperimentID, State: run.RawState,
+			Description: run.Description, CreatedAt: ArgoTime{run.CreatedAt}}
+	})
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
 	}
@@ -281,14 +216,10 @@ func (a v2api) getRun(ctx context.Context, id string) (*RunDetail, error) {
 			}
 			d.Tasks = append(d.Tasks, td)
 			s := stepStatusFromTask(td)
-			st.AllNodes = append(st.AllNodes, s)
-			if s.Type == "Pod" {
-				st.Steps = append(st.Steps, s)
-			}
+			st.addNode(s, s.Type == "Pod")
 		}
 	}
-	sortSteps(st.Steps)
-	sortSteps(st.AllNodes)
+	st.sortNodes()
 	a.addExitCodes(ctx, id, &st)
 	d.Status = st
 	return d, nil
@@ -361,36 +292,12 @@ func stepStatusFromTask(t TaskDetail) StepStatus {
 }
 
 func (a v2api) listRuns(ctx context.Context, r ListRunsRequest, namespace string) ([]Run, string, error) {
-	q := url.Values{}
+	q := v2ScopeNamespace(url.Values{}, namespace)
 	if r.ExperimentID != "" {
 		q.Set("experiment_id", r.ExperimentID)
 	}
-	if namespace != "" {
-		q.Set("namespace", namespace)
-	}
-	if r.Name != "" {
-		q.Set("filter", v2FilterEquals("display_name", r.Name))
-	}
-	if r.PageSize > 0 {
-		q.Set("page_size", fmt.Sprint(r.PageSize))
-	}
-	if r.PageToken != "" {
-		q.Set("page_token", r.PageToken)
-	}
-	if r.SortBy != "" {
-		q.Set("sort_by", r.SortBy)
-	}
-	var out v2ListRuns
-	cl, _ := jsonCall("list runs", http.MethodGet, v2Prefix+"/runs", nil, &out)
-	cl.query = q
-	if err := a.c.do(ctx, cl); err != nil {
-		return nil, "", err
-	}
-	runs := make([]Run, 0, len(out.Runs))
-	for _, x := range out.Runs {
-		runs = append(runs, v2RunOut(x))
-	}
-	return runs, out.NextPageToken, nil
+	return listRunsPage(ctx, a.c, v2Prefix+"/runs", listRunsQuery(q, r, v2FilterEquals, "display_name"),
+		func(l *v2ListRuns) ([]v2Run, string) { return l.Runs, l.NextPageToken }, v2RunOut)
 }
 
 func (a v2api) terminateRun(ctx context.Context, id string) error {
