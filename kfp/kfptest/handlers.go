@@ -61,6 +61,23 @@ func (s *Server) healthz(c *reqCtx) (any, *apiError) {
 	return map[string]any{"multi_user": s.opts.MultiUser, "pipeline_store": "database"}, nil
 }
 
+// render answers x in the request's API version: v1 renders it for v1beta1, v2 for v2beta1.
+func render[T any](c *reqCtx, x T, v1, v2 func(T) map[string]any) map[string]any {
+	if c.version == "v1beta1" {
+		return v1(x)
+	}
+	return v2(x)
+}
+
+// decodeBody decodes a JSON request body into a T; malformed JSON is KFP's 400.
+func decodeBody[T any](c *reqCtx) (T, *apiError) {
+	var req T
+	if err := json.Unmarshal(c.body, &req); err != nil {
+		return req, errf(http.StatusBadRequest, "Invalid input error: %v", err)
+	}
+	return req, nil
+}
+
 // ---- pipelines ----
 
 func (s *Server) readUpload(c *reqCtx) (filename string, content []byte, aerr *apiError) {
@@ -147,10 +164,7 @@ func (s *Server) uploadPipeline(c *reqCtx) (any, *apiError) {
 	v := &fakeVersion{id: newID(), pipelineID: p.id, name: name, displayName: p.displayName, description: p.description, created: now, tmpl: t}
 	s.pipelines = append(s.pipelines, p)
 	s.versions = append(s.versions, v)
-	if c.version == "v1beta1" {
-		return s.pipelineV1(p), nil
-	}
-	return pipelineV2(p), nil
+	return render(c, p, s.pipelineV1, pipelineV2), nil
 }
 
 func (s *Server) uploadVersion(c *reqCtx) (any, *apiError) {
@@ -183,10 +197,7 @@ func (s *Server) uploadVersion(c *reqCtx) (any, *apiError) {
 	v := &fakeVersion{id: newID(), pipelineID: pid, name: name, displayName: firstNonEmpty(c.q.Get("display_name"), name),
 		description: c.q.Get("description"), created: time.Now().UTC(), tmpl: t}
 	s.versions = append(s.versions, v)
-	if c.version == "v1beta1" {
-		return versionV1(v), nil
-	}
-	return versionV2(v), nil
+	return render(c, v, versionV1, versionV2), nil
 }
 
 func (s *Server) findPipeline(id string) *fakePipeline {
@@ -278,13 +289,7 @@ func (s *Server) listPipelines(c *reqCtx) (any, *apiError) {
 		if !f.match(fields) {
 			continue
 		}
-		var obj any
-		if c.version == "v1beta1" {
-			obj = s.pipelineV1(p)
-		} else {
-			obj = pipelineV2(p)
-		}
-		items = append(items, listItem{obj: obj, name: p.name, created: p.created})
+		items = append(items, listItem{obj: render(c, p, s.pipelineV1, pipelineV2), name: p.name, created: p.created})
 	}
 	return page(c, "pipelines", items)
 }
@@ -297,10 +302,7 @@ func (s *Server) getPipeline(c *reqCtx) (any, *apiError) {
 	if p == nil {
 		return nil, errf(http.StatusNotFound, "Pipeline %s not found", id)
 	}
-	if c.version == "v1beta1" {
-		return s.pipelineV1(p), nil
-	}
-	return pipelineV2(p), nil
+	return render(c, p, s.pipelineV1, pipelineV2), nil
 }
 
 func (s *Server) getPipelineByName(c *reqCtx) (any, *apiError) {
@@ -341,13 +343,7 @@ func (s *Server) listVersions(c *reqCtx, pid, key string) (any, *apiError) {
 		if v.pipelineID != pid || !f.match(map[string]string{"name": v.name, "display_name": v.displayName}) {
 			continue
 		}
-		var obj any
-		if c.version == "v1beta1" {
-			obj = versionV1(v)
-		} else {
-			obj = versionV2(v)
-		}
-		items = append(items, listItem{obj: obj, name: v.name, created: v.created})
+		items = append(items, listItem{obj: render(c, v, versionV1, versionV2), name: v.name, created: v.created})
 	}
 	return page(c, key, items)
 }
@@ -365,7 +361,7 @@ func (s *Server) getVersionV2(c *reqCtx) (any, *apiError) {
 // ---- experiments ----
 
 func (s *Server) createExperimentV1(c *reqCtx) (any, *apiError) {
-	var req struct {
+	req, aerr := decodeBody[struct {
 		Name               string `json:"name"`
 		Description        string `json:"description"`
 		ResourceReferences []struct {
@@ -375,9 +371,9 @@ func (s *Server) createExperimentV1(c *reqCtx) (any, *apiError) {
 			} `json:"key"`
 			Relationship string `json:"relationship"`
 		} `json:"resource_references"`
-	}
-	if err := json.Unmarshal(c.body, &req); err != nil {
-		return nil, errf(http.StatusBadRequest, "Invalid input error: %v", err)
+	}](c)
+	if aerr != nil {
+		return nil, aerr
 	}
 	if req.Name == "" {
 		return nil, errf(http.StatusBadRequest, "Invalid input error: Experiment name is empty. Please specify a valid experiment name.")
@@ -400,13 +396,13 @@ func (s *Server) createExperimentV1(c *reqCtx) (any, *apiError) {
 }
 
 func (s *Server) createExperimentV2(c *reqCtx) (any, *apiError) {
-	var req struct {
+	req, aerr := decodeBody[struct {
 		DisplayName string `json:"display_name"`
 		Description string `json:"description"`
 		Namespace   string `json:"namespace"`
-	}
-	if err := json.Unmarshal(c.body, &req); err != nil {
-		return nil, errf(http.StatusBadRequest, "Invalid input error: %v", err)
+	}](c)
+	if aerr != nil {
+		return nil, aerr
 	}
 	if req.DisplayName == "" {
 		return nil, errf(http.StatusBadRequest, "Invalid input error: Experiment name is empty. Please specify a valid experiment name.")
@@ -468,13 +464,7 @@ func (s *Server) listExperiments(c *reqCtx) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	ns := c.q.Get("namespace")
-	if c.version == "v1beta1" {
-		ns = ""
-		if c.q.Get("resource_reference_key.type") == "NAMESPACE" {
-			ns = c.q.Get("resource_reference_key.id")
-		}
-	}
+	ns, _ := listScope(c)
 	if s.opts.MultiUser && ns == "" {
 		return nil, errf(http.StatusBadRequest, "Invalid input error: In multi-user mode, ListExperiment must filter by a namespace.")
 	}
@@ -485,13 +475,7 @@ func (s *Server) listExperiments(c *reqCtx) (any, *apiError) {
 		if (s.opts.MultiUser && e.namespace != ns) || !f.match(map[string]string{"name": e.name, "display_name": e.name}) {
 			continue
 		}
-		var obj any
-		if c.version == "v1beta1" {
-			obj = experimentV1(e)
-		} else {
-			obj = experimentV2(e)
-		}
-		items = append(items, listItem{obj: obj, name: e.name, created: e.created})
+		items = append(items, listItem{obj: render(c, e, experimentV1, experimentV2), name: e.name, created: e.created})
 	}
 	return page(c, "experiments", items)
 }
@@ -504,10 +488,7 @@ func (s *Server) getExperiment(c *reqCtx) (any, *apiError) {
 	if e == nil {
 		return nil, errf(http.StatusNotFound, "Experiment %s not found", id)
 	}
-	if c.version == "v1beta1" {
-		return experimentV1(e), nil
-	}
-	return experimentV2(e), nil
+	return render(c, e, experimentV1, experimentV2), nil
 }
 
 // defaultExperiment returns (creating) the single-user "Default" experiment. Caller holds s.mu.
@@ -523,6 +504,21 @@ func (s *Server) defaultExperiment() *fakeExperiment {
 }
 
 // ---- lists ----
+
+// listScope is the namespace and experiment a list request is limited to: v1beta1 names one of
+// them in resource_reference_key, v2beta1 has a query parameter for each.
+func listScope(c *reqCtx) (namespace, experimentID string) {
+	if c.version != "v1beta1" {
+		return c.q.Get("namespace"), c.q.Get("experiment_id")
+	}
+	switch c.q.Get("resource_reference_key.type") {
+	case "NAMESPACE":
+		namespace = c.q.Get("resource_reference_key.id")
+	case "EXPERIMENT":
+		experimentID = c.q.Get("resource_reference_key.id")
+	}
+	return namespace, experimentID
+}
 
 type listItem struct {
 	obj     any

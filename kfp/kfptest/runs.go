@@ -39,9 +39,9 @@ type v1RunReq struct {
 
 // createRunV1 follows KFP 1.8's rules (kfp.md §1.3).
 func (s *Server) createRunV1(c *reqCtx) (any, *apiError) {
-	var req v1RunReq
-	if err := json.Unmarshal(c.body, &req); err != nil {
-		return nil, errf(http.StatusBadRequest, "Invalid input error: %v", err)
+	req, aerr := decodeBody[v1RunReq](c)
+	if aerr != nil {
+		return nil, aerr
 	}
 	if req.Name == "" {
 		return nil, errf(http.StatusBadRequest, "Invalid input error: The run name is empty. Please specify a valid name.")
@@ -79,13 +79,11 @@ func (s *Server) createRunV1(c *reqCtx) (any, *apiError) {
 		return nil, errf(http.StatusBadRequest, "Invalid input error: Please don't specify a pipeline version or pipeline ID when you specify a workflow manifest or pipeline manifest.")
 	case inline:
 		// KFP 1.8 json.Unmarshals the manifest: YAML is rejected.
-		var wf map[string]any
-		dec := json.NewDecoder(strings.NewReader(spec.WorkflowManifest))
-		dec.UseNumber()
-		if err := dec.Decode(&wf); err != nil {
+		wf, err := decodeObject(strings.NewReader(spec.WorkflowManifest))
+		if err != nil {
 			return nil, errf(http.StatusBadRequest, "Invalid input error: Invalid argo workflow format. Workflow: %v", err)
 		}
-		t, err := lintWorkflow(normalizeNumbers(wf).(map[string]any))
+		t, err := lintWorkflow(wf)
 		if err != nil || str(wf["kind"]) != "Workflow" || str(wf["apiVersion"]) != "argoproj.io/v1alpha1" {
 			msg := "not an argoproj.io/v1alpha1 Workflow"
 			if err != nil {
@@ -198,9 +196,9 @@ type v2RunReq struct {
 
 // createRunV2 follows KFP 2.x's rules (kfp.md §2.2).
 func (s *Server) createRunV2(c *reqCtx) (any, *apiError) {
-	var req v2RunReq
-	if err := json.Unmarshal(c.body, &req); err != nil {
-		return nil, errf(http.StatusBadRequest, "Invalid input error: %v", err)
+	req, aerr := decodeBody[v2RunReq](c)
+	if aerr != nil {
+		return nil, aerr
 	}
 	if req.DisplayName == "" {
 		return nil, errf(http.StatusBadRequest, "Invalid input error: The run display name is empty. Please specify a valid name.")
@@ -228,13 +226,10 @@ func (s *Server) createRunV2(c *reqCtx) (any, *apiError) {
 	case hasSpec && (ref.pid != "" || ref.vid != ""):
 		return nil, errf(http.StatusBadRequest, "Invalid input error: a run takes either pipeline_spec or pipeline_version_reference, not both")
 	case hasSpec:
-		var doc map[string]any
-		dec := json.NewDecoder(bytes.NewReader(req.PipelineSpec))
-		dec.UseNumber()
-		if err := dec.Decode(&doc); err != nil {
+		doc, err := decodeObject(bytes.NewReader(req.PipelineSpec))
+		if err != nil {
 			return nil, errf(http.StatusBadRequest, "Invalid input error: pipeline_spec: %v", err)
 		}
-		doc = normalizeNumbers(doc).(map[string]any)
 		var platform map[string]any
 		if inner := mapOf(doc["pipeline_spec"]); inner != nil {
 			doc, platform = inner, mapOf(doc["platform_spec"]) // {pipeline_spec, platform_spec} form
@@ -352,25 +347,29 @@ func (s *Server) findRun(id string) *FakeRun {
 	return nil
 }
 
-func (s *Server) getRun(c *reqCtx) (any, *apiError) {
+// runParam returns the run of the run_id path parameter, or KFP's 404.
+func (s *Server) runParam(c *reqCtx) (*FakeRun, *apiError) {
 	s.mu.Lock()
 	run := s.findRun(c.params["run_id"])
 	s.mu.Unlock()
 	if run == nil {
 		return nil, errf(http.StatusNotFound, "Run %s not found", c.params["run_id"])
 	}
-	if c.version == "v1beta1" {
-		return s.runDetailV1(run), nil
+	return run, nil
+}
+
+func (s *Server) getRun(c *reqCtx) (any, *apiError) {
+	run, aerr := s.runParam(c)
+	if aerr != nil {
+		return nil, aerr
 	}
-	return s.runV2(run), nil
+	return render(c, run, s.runDetailV1, s.runV2), nil
 }
 
 func (s *Server) terminateRun(c *reqCtx) (any, *apiError) {
-	s.mu.Lock()
-	run := s.findRun(c.params["run_id"])
-	s.mu.Unlock()
-	if run == nil {
-		return nil, errf(http.StatusNotFound, "Run %s not found", c.params["run_id"])
+	run, aerr := s.runParam(c)
+	if aerr != nil {
+		return nil, aerr
 	}
 	run.mu.Lock()
 	run.terminated = true
@@ -384,17 +383,7 @@ func (s *Server) listRuns(c *reqCtx) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	var ns, exp string
-	if c.version == "v1beta1" {
-		switch c.q.Get("resource_reference_key.type") {
-		case "NAMESPACE":
-			ns = c.q.Get("resource_reference_key.id")
-		case "EXPERIMENT":
-			exp = c.q.Get("resource_reference_key.id")
-		}
-	} else {
-		ns, exp = c.q.Get("namespace"), c.q.Get("experiment_id")
-	}
+	ns, exp := listScope(c)
 	if s.opts.MultiUser && ns == "" && exp == "" {
 		return nil, errf(http.StatusBadRequest, "Invalid input error: In multi-user mode, ListRuns must filter by namespace or experiment.")
 	}
@@ -407,15 +396,7 @@ func (s *Server) listRuns(c *reqCtx) (any, *apiError) {
 			!f.match(map[string]string{"name": r.Name, "display_name": r.Name, "description": r.Description}) {
 			continue
 		}
-		var obj any
-		if c.version == "v1beta1" {
-			obj = s.runV1(r, false)
-		} else {
-			v2 := s.runV2(r)
-			delete(v2, "run_details")
-			obj = v2
-		}
-		items = append(items, listItem{obj: obj, name: r.Name, created: r.CreatedAt})
+		items = append(items, listItem{obj: render(c, r, s.runSummaryV1, s.runSummaryV2), name: r.Name, created: r.CreatedAt})
 	}
 	return page(c, "runs", items)
 }
@@ -459,6 +440,16 @@ func (s *Server) runV1(r *FakeRun, withManifest bool) map[string]any {
 		"pipeline_spec": spec, "resource_references": refs, "created_at": ts(r.CreatedAt), "scheduled_at": ts(r.CreatedAt),
 		"finished_at": ts(snap.finishedAt), "status": status,
 	}
+	return m
+}
+
+// runSummaryV1 is a run as v1beta1 lists it: without the workflow manifest.
+func (s *Server) runSummaryV1(r *FakeRun) map[string]any { return s.runV1(r, false) }
+
+// runSummaryV2 is a run as v2beta1 lists it: without run_details.
+func (s *Server) runSummaryV2(r *FakeRun) map[string]any {
+	m := s.runV2(r)
+	delete(m, "run_details")
 	return m
 }
 

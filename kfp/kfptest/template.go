@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 
@@ -47,13 +48,11 @@ func parseTemplate(content []byte) (*template, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalid YAML: %v", err)
 		}
-		var m map[string]any
-		dec := json.NewDecoder(bytes.NewReader(js))
-		dec.UseNumber()
-		if err := dec.Decode(&m); err != nil || m == nil {
+		m, err := decodeObject(bytes.NewReader(js))
+		if err != nil || m == nil {
 			return nil, fmt.Errorf("pipeline file is not a YAML/JSON object")
 		}
-		docs = append(docs, normalizeNumbers(m).(map[string]any))
+		docs = append(docs, m)
 	}
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("empty pipeline file")
@@ -79,6 +78,18 @@ func parseTemplate(content []byte) (*template, error) {
 }
 
 // normalizeNumbers turns json.Number into float64 (integers stay exact up to 2^53).
+// decodeObject decodes the first JSON value read from r as an object (nil for JSON null) with
+// its numbers passed through normalizeNumbers, as every pipeline document the fake reads is.
+func decodeObject(r io.Reader) (map[string]any, error) {
+	var m map[string]any
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return normalizeNumbers(m).(map[string]any), nil
+}
+
 func normalizeNumbers(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
