@@ -371,22 +371,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	fault := s.takeFault(r.Method, apiPath)
-	if fault != nil && !fault.AfterHandle {
-		if fault.Detached {
-			time.Sleep(fault.Delay)
-		} else if !sleepCtx(r.Context(), fault.Delay) {
-			return
-		}
-	}
-	if fault != nil && !fault.AfterHandle {
-		if fault.Drop {
-			dropConn(w)
-			return
-		}
-		if fault.Status != 0 {
-			writeJSON(w, fault.Status, grpcErrorBody(version, fault.Status, "injected fault"))
-			return
-		}
+	if fault != nil && !fault.AfterHandle && injectFault(w, r, fault, version, "injected fault") {
+		return
 	}
 
 	vr := r.Clone(r.Context())
@@ -403,25 +389,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := validateResponse(r.Context(), in, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
 		s.violation(err)
 	}
-	if fault != nil && fault.AfterHandle {
-		// The request took effect; the answer is late or lost.
-		if !sleepCtx(r.Context(), fault.Delay) {
-			return
-		}
-		if fault.Drop {
-			dropConn(w)
-			return
-		}
-		if fault.Status != 0 {
-			writeJSON(w, fault.Status, grpcErrorBody(version, fault.Status, "injected fault after processing"))
-			return
-		}
+	// With AfterHandle the request took effect; the answer is late or lost.
+	if fault != nil && fault.AfterHandle && injectFault(w, r, fault, version, "injected fault after processing") {
+		return
 	}
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// injectFault applies f at its moment (before or after handling): its delay, then its dropped
+// connection or error status (with msg). It reports whether the request is over: answered,
+// dropped, or given up by the client during the delay.
+func injectFault(w http.ResponseWriter, r *http.Request, f *Fault, version, msg string) bool {
+	if f.Detached && !f.AfterHandle {
+		time.Sleep(f.Delay)
+	} else if !sleepCtx(r.Context(), f.Delay) {
+		return true
+	}
+	if f.Drop {
+		dropConn(w)
+		return true
+	}
+	if f.Status != 0 {
+		writeJSON(w, f.Status, grpcErrorBody(version, f.Status, msg))
+		return true
+	}
+	return false
 }
 
 // sleepCtx waits d; false if the client went away first.
