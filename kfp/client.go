@@ -265,6 +265,19 @@ func (c *Client) namespace(ctx context.Context, op string) (string, error) {
 	return c.opts.Namespace, nil
 }
 
+// apiIn resolves the API version, and the namespace to send for op (see namespace).
+func (c *Client) apiIn(ctx context.Context, op string) (impl, string, error) {
+	a, err := c.api(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := c.namespace(ctx, op)
+	if err != nil {
+		return nil, "", err
+	}
+	return a, ns, nil
+}
+
 // UploadPipeline uploads a new pipeline and returns it with its first version. A name that is
 // taken fails with ErrConflict (KFP 1.x answers 500, 2.x 409).
 func (c *Client) UploadPipeline(ctx context.Context, r UploadRequest) (*Pipeline, *PipelineVersion, error) {
@@ -359,11 +372,7 @@ func (c *Client) FindPipelineVersion(ctx context.Context, pipelineID, name strin
 
 // CreateExperiment creates an experiment (in the user namespace when multi-user).
 func (c *Client) CreateExperiment(ctx context.Context, name, description string) (*Experiment, error) {
-	a, err := c.api(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ns, err := c.namespace(ctx, "create experiment")
+	a, ns, err := c.apiIn(ctx, "create experiment")
 	if err != nil {
 		return nil, err
 	}
@@ -373,11 +382,7 @@ func (c *Client) CreateExperiment(ctx context.Context, name, description string)
 // FindExperiment returns the experiment with this exact name (in the user namespace when
 // multi-user); ErrNotFound if there is none.
 func (c *Client) FindExperiment(ctx context.Context, name string) (*Experiment, error) {
-	a, err := c.api(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ns, err := c.namespace(ctx, "find experiment")
+	a, ns, err := c.apiIn(ctx, "find experiment")
 	if err != nil {
 		return nil, err
 	}
@@ -422,11 +427,7 @@ func (c *Client) CreateRun(ctx context.Context, r RunRequest) (*Run, error) {
 	if len(r.PipelineSpec) > 0 && !json.Valid(r.PipelineSpec) {
 		return nil, invalid("create run", c.base.String(), "pipeline spec must be JSON")
 	}
-	a, err := c.api(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ns, err := c.namespace(ctx, "create run")
+	a, ns, err := c.apiIn(ctx, "create run")
 	if err != nil {
 		return nil, err
 	}
@@ -475,11 +476,7 @@ func (c *Client) Verify(ctx context.Context) (Healthz, error) {
 	if err != nil {
 		return h, err
 	}
-	a, err := c.api(ctx)
-	if err != nil {
-		return h, err
-	}
-	ns, err := c.namespace(ctx, "verify")
+	a, ns, err := c.apiIn(ctx, "verify")
 	if err != nil {
 		return h, err
 	}
@@ -493,11 +490,7 @@ func (c *Client) Verify(ctx context.Context) (Healthz, error) {
 // ListRuns lists runs (of an experiment, or of the user namespace in multi-user mode) and
 // returns the next page token ("" on the last page).
 func (c *Client) ListRuns(ctx context.Context, r ListRunsRequest) ([]Run, string, error) {
-	a, err := c.api(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	ns, err := c.namespace(ctx, "list runs")
+	a, ns, err := c.apiIn(ctx, "list runs")
 	if err != nil {
 		return nil, "", err
 	}

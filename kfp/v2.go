@@ -74,9 +74,10 @@ func (a v2api) uploadVersion(ctx context.Context, pipelineID string, r UploadReq
 	if err != nil {
 		return nil, err
 	}
-	cl.lookup = lookupFound(func(ctx context.Context) (*v2PipelineVersion, error) {
-		return a.findVersionRaw(ctx, pipelineID, r.Name)
-	},
+	cl.lookup = lookupFound(
+		func(ctx context.Context) (*v2PipelineVersion, error) {
+			return a.findVersionRaw(ctx, pipelineID, r.Name)
+		},
 		func(v *v2PipelineVersion) { out = *v })
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
