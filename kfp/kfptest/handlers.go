@@ -200,22 +200,25 @@ func (s *Server) uploadVersion(c *reqCtx) (any, *apiError) {
 	return render(c, v, versionV1, versionV2), nil
 }
 
-func (s *Server) findPipeline(id string) *fakePipeline {
-	for _, p := range s.pipelines {
-		if p.id == id {
-			return p
+// byID returns the first of items whose id is want, or the zero value (nil) when none is.
+func byID[T any](items []T, id func(T) string, want string) T {
+	for _, x := range items {
+		if id(x) == want {
+			return x
 		}
 	}
-	return nil
+	var none T
+	return none
 }
 
+// findPipeline: caller holds s.mu.
+func (s *Server) findPipeline(id string) *fakePipeline {
+	return byID(s.pipelines, func(p *fakePipeline) string { return p.id }, id)
+}
+
+// findVersion: caller holds s.mu.
 func (s *Server) findVersion(id string) *fakeVersion {
-	for _, v := range s.versions {
-		if v.id == id {
-			return v
-		}
-	}
-	return nil
+	return byID(s.versions, func(v *fakeVersion) string { return v.id }, id)
 }
 
 func (s *Server) latestVersion(pid string) *fakeVersion {
@@ -450,13 +453,9 @@ func experimentV2(e *fakeExperiment) map[string]any {
 	return m
 }
 
+// findExperiment: caller holds s.mu.
 func (s *Server) findExperiment(id string) *fakeExperiment {
-	for _, e := range s.experiments {
-		if e.id == id {
-			return e
-		}
-	}
-	return nil
+	return byID(s.experiments, func(e *fakeExperiment) string { return e.id }, id)
 }
 
 func (s *Server) listExperiments(c *reqCtx) (any, *apiError) {

@@ -339,12 +339,7 @@ func deepCopy(v any) any {
 
 // findRun: caller holds s.mu.
 func (s *Server) findRun(id string) *FakeRun {
-	for _, r := range s.runs {
-		if r.ID == id {
-			return r
-		}
-	}
-	return nil
+	return byID(s.runs, func(r *FakeRun) string { return r.ID }, id)
 }
 
 // runParam returns the run of the run_id path parameter, or KFP's 404.
