@@ -365,15 +365,9 @@ func (s *Server) getVersionV2(c *reqCtx) (any, *apiError) {
 
 func (s *Server) createExperimentV1(c *reqCtx) (any, *apiError) {
 	req, aerr := decodeBody[struct {
-		Name               string `json:"name"`
-		Description        string `json:"description"`
-		ResourceReferences []struct {
-			Key struct {
-				Type string `json:"type"`
-				ID   string `json:"id"`
-			} `json:"key"`
-			Relationship string `json:"relationship"`
-		} `json:"resource_references"`
+		Name               string          `json:"name"`
+		Description        string          `json:"description"`
+		ResourceReferences []v1ResourceRef `json:"resource_references"`
 	}](c)
 	if aerr != nil {
 		return nil, aerr

@@ -27,14 +27,17 @@ type v1RunReq struct {
 			Value string `json:"value"`
 		} `json:"parameters"`
 	} `json:"pipeline_spec"`
-	ResourceReferences []struct {
-		Key struct {
-			Type string `json:"type"`
-			ID   string `json:"id"`
-		} `json:"key"`
-		Relationship string `json:"relationship"`
-	} `json:"resource_references"`
-	ServiceAccount string `json:"service_account"`
+	ResourceReferences []v1ResourceRef `json:"resource_references"`
+	ServiceAccount     string          `json:"service_account"`
+}
+
+// v1ResourceRef is v1beta1's apiResourceReference, as experiment and run creates send it.
+type v1ResourceRef struct {
+	Key struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	} `json:"key"`
+	Relationship string `json:"relationship"`
 }
 
 // createRunV1 follows KFP 1.8's rules (kfp.md §1.3).
