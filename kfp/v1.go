@@ -121,11 +121,7 @@ func (a v1api) createExperiment(ctx context.Context, name, description, namespac
 	if err := a.c.do(ctx, cl); err != nil {
 		return nil, err
 	}
-	e := v1ExperimentOut(out)
-	if e.Namespace == "" {
-		e.Namespace = namespace
-	}
-	return e, nil
+	return v1ExperimentOut(out, namespace), nil
 }
 
 func (a v1api) findExperiment(ctx context.Context, name, namespace string) (*Experiment, error) {
@@ -135,11 +131,7 @@ func (a v1api) findExperiment(ctx context.Context, name, namespace string) (*Exp
 	if err != nil {
 		return nil, err
 	}
-	x := v1ExperimentOut(*e)
-	if x.Namespace == "" {
-		x.Namespace = namespace
-	}
-	return x, nil
+	return v1ExperimentOut(*e, namespace), nil
 }
 
 // paramString renders a parameter value the way v1 carries it (all strings).
@@ -273,12 +265,17 @@ func v1VersionOut(v v1PipelineVersion, pipelineID string) *PipelineVersion {
 	return out
 }
 
-func v1ExperimentOut(e v1Experiment) *Experiment {
+// v1ExperimentOut converts a v1 experiment; namespace (the one the request was made in) stands
+// in when the answer carries no namespace reference.
+func v1ExperimentOut(e v1Experiment, namespace string) *Experiment {
 	out := &Experiment{ID: e.ID, Name: e.Name, Description: e.Description, CreatedAt: e.CreatedAt.Time}
 	for _, r := range e.ResourceReferences {
 		if r.Key.Type == "NAMESPACE" {
 			out.Namespace = r.Key.ID
 		}
+	}
+	if out.Namespace == "" {
+		out.Namespace = namespace
 	}
 	return out
 }
