@@ -98,10 +98,15 @@ func TestServiceRestartMidRunKeepsLogComplete(t *testing.T) {
 	addr := a.ln.Addr().String()
 	var b *service
 	restarted := make(chan struct{})
+	stepDone := make(chan struct{})
 	go func() {
 		defer close(restarted)
 		for a.Logs.LastSeq(testRun, testStep) < 5000 {
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-stepDone:
+				return // the step ended first: reported below
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
 		held := a.Logs.LastSeq(testRun, testStep)
 		a.kill()
@@ -110,7 +115,11 @@ func TestServiceRestartMidRunKeepsLogComplete(t *testing.T) {
 		t.Logf("killed the service holding %d lines; restarted it empty", held)
 	}()
 	code, took := f.runStep(t, a.URL)
+	close(stepDone)
 	<-restarted
+	if b == nil {
+		t.Fatal("the step ended before the service held 5,000 lines: nothing was restarted")
+	}
 	if code != 0 {
 		t.Fatalf("step exit code %d", code)
 	}
@@ -263,12 +272,15 @@ func TestSlowViewerEvictedWith4008AndResumes(t *testing.T) {
 	}
 	// The viewer first keeps up with the step…
 	appendLines(1, 10)
-	for {
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		v.mu.Lock()
 		last := v.last
 		v.mu.Unlock()
 		if last == 10 {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the viewer never caught up with the first lines (at %d)", last)
 		}
 		time.Sleep(time.Millisecond)
 	}
