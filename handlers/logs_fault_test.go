@@ -345,6 +345,35 @@ func TestLogSocketAuthOriginAndLimits(t *testing.T) {
 		t.Fatalf("oversized message: close code %d", code)
 	}
 
+	// A browser may authenticate with subprotocols; only kfbridge.v1 is echoed back.
+	d := websocket.Dialer{Subprotocols: []string{"kfbridge.v1", "kfbridge.token." + testToken}}
+	c, resp, err = d.Dial(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Get("Sec-WebSocket-Protocol"); got != "kfbridge.v1" {
+		t.Errorf("selected subprotocol %q", got)
+	}
+	c.WriteJSON(map[string]any{"type": "subscribe", "run": testRun, "step": testStep})
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("subprotocol auth: %v", err)
+		}
+		if frameType(b) == "lines" {
+			break
+		}
+	}
+	c.Close()
+	d = websocket.Dialer{Subprotocols: []string{"kfbridge.v1", "kfbridge.token.wrong"}}
+	if c, _, err = d.Dial(u, nil); err != nil {
+		t.Fatal(err)
+	}
+	if code := readUntilClose(c); code != handlers.CloseUnauthorized {
+		t.Fatalf("wrong subprotocol token: close code %d", code)
+	}
+
 	// Unknown runs are reported, not silently ignored.
 	c, _, err = websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + testToken}})
 	if err != nil {

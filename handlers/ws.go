@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,13 @@ const (
 type RunGetter interface {
 	Get(id string) (*runs.Run, error)
 }
+
+// Subprotocol is the websocket subprotocol of docs/protocol.md; a client may offer
+// subprotocolTokenPrefix+token beside it to authenticate from a browser.
+const (
+	Subprotocol            = "kfbridge.v1"
+	subprotocolTokenPrefix = "kfbridge.token."
+)
 
 // LogSocketConfig configures the log websockets.
 type LogSocketConfig struct {
@@ -139,8 +147,16 @@ func serveSocket(cfg LogSocketConfig, w http.ResponseWriter, r *http.Request, pr
 		return
 	}
 	authed := cfg.Authorize != nil && cfg.Authorize(r)
+	// Browsers cannot set headers on a websocket but can offer subprotocols: "kfbridge.v1" plus
+	// "kfbridge.token.<token>" authenticates the upgrade itself. Only "kfbridge.v1" is echoed.
+	for _, p := range websocket.Subprotocols(r) {
+		if tok, ok := strings.CutPrefix(p, subprotocolTokenPrefix); ok && !authed {
+			authed = cfg.CheckToken != nil && cfg.CheckToken(tok)
+		}
+	}
 	up := upgrader
 	up.CheckOrigin = func(*http.Request) bool { return true } // checked above, with a problem answer
+	up.Subprotocols = []string{Subprotocol}
 	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered the client
