@@ -188,9 +188,15 @@ func (f *stepFixture) runStep(t testing.TB, pushURL string) (int, time.Duration)
 		}
 		return os.Getenv(k)
 	}
+	// The runner's stdout goes to a file, as with the local runtime (a pod's goes to its log).
+	out, err := os.Create(filepath.Join(t.TempDir(), "step.stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
 	start := time.Now()
 	var stderr bytes.Buffer
-	code := runner.Main(context.Background(), args, getenv, nil, io.Discard, &stderr)
+	code := runner.Main(context.Background(), args, getenv, nil, out, &stderr)
 	d := time.Since(start)
 	if stderr.Len() > 0 {
 		t.Logf("runner stderr: %s", limitText(stderr.String(), 2000))
