@@ -141,7 +141,10 @@ func (s *Store) tail(runID string, st *stepLog) {
 		st.tailing = false
 		st.mu.Unlock()
 	}()
-	t := time.NewTicker(s.opts.TailInterval)
+	// Polls that find nothing back off (to 5× the interval): an idle step does not cost the
+	// object store a request pair every second.
+	wait := s.opts.TailInterval
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
@@ -149,6 +152,7 @@ func (s *Store) tail(runID string, st *stepLog) {
 			return
 		case <-t.C:
 		case <-st.kick:
+			wait = s.opts.TailInterval
 		}
 		st.mu.Lock()
 		complete := st.completeLocked()
@@ -157,15 +161,23 @@ func (s *Store) tail(runID string, st *stepLog) {
 		if complete {
 			return
 		}
-		if !quiet {
-			continue
+		if quiet {
+			before := s.LastSeq(runID, st.id)
+			ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+			done, _ := s.pollArchive(ctx, runID, st.id)
+			cancel()
+			if done {
+				return
+			}
+			if s.LastSeq(runID, st.id) > before {
+				wait = s.opts.TailInterval
+			} else {
+				wait = min(wait*2, 5*s.opts.TailInterval)
+			}
+		} else {
+			wait = s.opts.TailInterval
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-		done, _ := s.pollArchive(ctx, runID, st.id)
-		cancel()
-		if done {
-			return
-		}
+		t.Reset(wait)
 	}
 }
 
