@@ -533,7 +533,7 @@ func (c *wsConn) sendStep(sub *wsSub, id string) (bool, error) {
 		c.cfg.Log.Warn("read step log", "run_id", sub.run, "step", id, "err", err)
 		return false, nil
 	}
-	if ch.FromSpool && sub.live[id] && ch.End == nil {
+	if ch.FromSpool && sub.live[id] && c.cfg.Logs.StepEnd(sub.run, id) == nil {
 		// The viewer kept up once and has now fallen behind the in-memory window of a running
 		// step: it is not reading fast enough. It reconnects and resumes from its last seq.
 		c.closeWith(CloseSlowViewer, "slow viewer")
