@@ -286,6 +286,15 @@ func TestSlowViewerEvictedWith4008AndResumes(t *testing.T) {
 	}
 	// …then the step writes ~20 MB faster than the viewer reads.
 	appendLines(11, n)
+	// The step is still running (no end yet) while the viewer lags: that is when it is evicted.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		v.mu.Lock()
+		evicted := v.closes[handlers.CloseSlowViewer] > 0
+		v.mu.Unlock()
+		if evicted {
+			break
+		}
+	}
 	svc.Logs.SetEnd(testRun, testStep, logstream.End{FinalSeq: n})
 	if err := <-done; err != nil {
 		t.Fatal(err)
