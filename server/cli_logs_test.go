@@ -101,3 +101,66 @@ func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// Ensure a run's log is complete after the server process is killed (SIGKILL) in the middle of a
+// step and started again on the same address and data directory: the step keeps running, its
+// pushes are refused by the new process, so it writes object-store segments and then its archive,
+// which the new process serves.
+func TestLogCompleteAfterServerKilledMidRun(t *testing.T) {
+	ws := t.TempDir()
+	writeFile(t, filepath.Join(ws, "a.py"), `import time
+for i in range(1, 20001):
+    print(f"line {i}")
+    if i % 1000 == 0:
+        time.sleep(0.1)
+`)
+	p := writePipeline(t, ws, "restart", []tnode{{id: "a", file: "a.py"}})
+	s := startServer(t, ws)
+	resp, body := s.do(t, "POST", "/api/v1/runs", strings.NewReader(`{"path":"`+filepath.Base(p)+`"}`), s.auth())
+	if resp.StatusCode != 201 {
+		t.Fatalf("submit: %s %s", resp.Status, body)
+	}
+	var run struct{ ID string }
+	json.Unmarshal(body, &run)
+	// Wait until the first server holds some lines, then kill it.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, _ := logsCLI(t, s, run.ID, "a")
+		if strings.Count(out, "\n") > 2000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the step did not start logging:\n%s", s.stderr)
+		}
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	// The same address and data directory, as a restarted service would have.
+	args := []string{"serve", "--addr", strings.TrimPrefix(s.URL, "http://"), "--workspace", ws, "--data-dir", s.DataDir, "--token", s.Token}
+	s2 := &testServer{URL: s.URL, Token: s.Token, Workspace: ws, DataDir: s.DataDir, stderr: &bytes.Buffer{}}
+	s2.cmd = exec.Command(filepath.Join(binDir, "kfbridge"), args...)
+	s2.cmd.Stdout, s2.cmd.Stderr = s2.stderr, s2.stderr
+	if err := s2.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s2.cmd.Process.Signal(os.Interrupt)
+		s2.cmd.Wait()
+	}()
+	var out string
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, _ = logsCLI(t, s2, run.ID, "a")
+		if strings.Contains(out, `step "a" finished with exit code 0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log never completed after the restart (%d lines):\n%s", strings.Count(out, "\n"), s2.stderr)
+		}
+	}
+	var want strings.Builder
+	for i := 1; i <= 20000; i++ {
+		want.WriteString("line " + itoa(int64(i)) + "\n")
+	}
+	if !strings.Contains(out, want.String()) {
+		t.Fatalf("the restarted server's log lacks lines 1..20000 in order (%d lines)", strings.Count(out, "\n"))
+	}
+}
