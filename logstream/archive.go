@@ -141,10 +141,9 @@ func (s *Store) tail(runID string, st *stepLog) {
 		st.tailing = false
 		st.mu.Unlock()
 	}()
-	// Polls that find nothing back off (to 5× the interval): an idle step does not cost the
-	// object store a request pair every second.
-	wait := s.opts.TailInterval
-	t := time.NewTimer(wait)
+	// A fixed cadence, even while nothing new arrives: a step whose lines only reach the object
+	// store is followed about a second behind (the runner's segment cadence plus this one).
+	t := time.NewTicker(s.opts.TailInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -152,7 +151,6 @@ func (s *Store) tail(runID string, st *stepLog) {
 			return
 		case <-t.C:
 		case <-st.kick:
-			wait = s.opts.TailInterval
 		}
 		st.mu.Lock()
 		complete := st.completeLocked()
@@ -161,23 +159,15 @@ func (s *Store) tail(runID string, st *stepLog) {
 		if complete {
 			return
 		}
-		if quiet {
-			before := s.LastSeq(runID, st.id)
-			ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-			done, _ := s.pollArchive(ctx, runID, st.id)
-			cancel()
-			if done {
-				return
-			}
-			if s.LastSeq(runID, st.id) > before {
-				wait = s.opts.TailInterval
-			} else {
-				wait = min(wait*2, 5*s.opts.TailInterval)
-			}
-		} else {
-			wait = s.opts.TailInterval
+		if !quiet {
+			continue
 		}
-		t.Reset(wait)
+		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		done, _ := s.pollArchive(ctx, runID, st.id)
+		cancel()
+		if done {
+			return
+		}
 	}
 }
 
