@@ -297,9 +297,17 @@ func (s *Store) loadArchived(ctx context.Context, runID, stepID string) (*stepLo
 	found, err := s.fillFromArchive(ctx, runID, st)
 	if !found {
 		r.mu.Lock()
-		delete(r.steps, stepID)
+		// A step that went live during the look-up keeps its (empty) log: its writer is waiting
+		// on ready and appends to this very stepLog.
+		claimed := st.claimed
+		if !claimed {
+			delete(r.steps, stepID)
+		}
 		r.mu.Unlock()
 		close(st.ready)
+		if claimed {
+			return st, nil
+		}
 		if err == nil {
 			s.mu.Lock()
 			s.misses[missKey] = s.now()

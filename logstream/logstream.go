@@ -187,6 +187,10 @@ type stepLog struct {
 	id    string
 	run   string
 	ready chan struct{} // closed once an archived step is loaded; nil when created live
+	// claimed (guarded by the run's mu) marks a step a live writer or a running event has used:
+	// if it began as a placeholder for an archive look-up that found nothing, it must stay, or
+	// the lines appended to it would be orphaned.
+	claimed bool
 
 	mu         sync.Mutex
 	ring       []Record // the most recent lines, oldest first
@@ -265,6 +269,7 @@ func (r *runLog) stepLocked(id string) *stepLog {
 		st = &stepLog{id: id, run: r.id, kick: make(chan struct{}, 1)}
 		r.steps[id] = st
 	}
+	st.claimed = true
 	return st
 }
 
