@@ -2,6 +2,7 @@ package logstream
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,25 +157,30 @@ var errNotLine = errors.New("not a log line")
 // ParseRecord validates one NDJSON line as a log line and returns it as a record. The runner's
 // canonical encoding (starting with {"seq":N,) is checked for validity and kept byte for byte;
 // any other encoding is decoded and re-encoded canonically.
-func ParseRecord(b []byte) (Record, error) { return parseRecord(b, true) }
+func ParseRecord(b []byte) (Record, error) {
+	r, _, err := parseRecord(b, true, false)
+	return r, err
+}
 
-// parseRecord is ParseRecord; with clone false a canonical record shares b's memory.
-func parseRecord(b []byte, clone bool) (Record, error) {
+// parseRecord is ParseRecord; with clone false a canonical record shares b's memory, and with
+// validUTF8 the caller has already checked b's UTF-8. It reports whether the record kept b's
+// bytes (canonical) rather than being re-encoded.
+func parseRecord(b []byte, clone, validUTF8 bool) (Record, bool, error) {
 	b = bytes.TrimSpace(b)
-	if seq, ok := canonicalSeq(b); ok && utf8.Valid(b) && canonicalValid(b) {
+	if seq, ok := canonicalSeq(b); ok && (validUTF8 || utf8.Valid(b)) && canonicalValid(b) {
 		if clone {
 			b = bytes.Clone(b)
 		}
-		return Record{Seq: seq, JSON: b}, nil
+		return Record{Seq: seq, JSON: b}, true, nil
 	}
 	var l Line
 	if err := json.Unmarshal(b, &l); err != nil {
-		return Record{}, fmt.Errorf("%w: %v", errNotLine, err)
+		return Record{}, false, fmt.Errorf("%w: %v", errNotLine, err)
 	}
 	if l.Seq < 1 {
-		return Record{}, fmt.Errorf("%w: seq %d", errNotLine, l.Seq)
+		return Record{}, false, fmt.Errorf("%w: seq %d", errNotLine, l.Seq)
 	}
-	return Record{Seq: l.Seq, JSON: AppendJSON(nil, l)}, nil
+	return Record{Seq: l.Seq, JSON: AppendJSON(nil, l)}, false, nil
 }
 
 // canonicalSeq reads the seq of a line in canonical form.
@@ -209,8 +215,7 @@ func canonicalValid(b []byte) bool {
 		return false
 	}
 	for i < len(b) && b[i] != '"' {
-		c := b[i]
-		if !(c >= '0' && c <= '9' || c == '-' || c == ':' || c == '.' || c == 'T' || c == 'Z' || c == '+') {
+		if !tsByte[b[i]] {
 			return false
 		}
 		i++
@@ -233,6 +238,14 @@ func canonicalValid(b []byte) bool {
 	return i == len(b)-1 && b[i] == '}'
 }
 
+// tsByte marks the bytes an RFC 3339 timestamp is made of.
+var tsByte = func() (t [256]bool) {
+	for _, c := range []byte("0123456789-:.TZ+") {
+		t[c] = true
+	}
+	return t
+}()
+
 func expect(b []byte, i int, s string) (int, bool) {
 	if len(b)-i < len(s) || string(b[i:i+len(s)]) != s {
 		return i, false
@@ -247,6 +260,17 @@ func jsonString(b []byte, i int) (int, bool) {
 		return i, false
 	}
 	for i++; i < len(b); i++ {
+		// Skip eight plain bytes at a time: no quote, backslash or control byte among them. Most
+		// text is plain, and this check is what every pushed line costs.
+		for len(b)-i >= 16 && (special(binary.LittleEndian.Uint64(b[i:]))|special(binary.LittleEndian.Uint64(b[i+8:]))) == 0 {
+			i += 16
+		}
+		for len(b)-i >= 8 && special(binary.LittleEndian.Uint64(b[i:])) == 0 {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1, true
@@ -275,4 +299,19 @@ func jsonString(b []byte, i int) (int, bool) {
 		}
 	}
 	return i, false
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// special is non-zero iff one of the eight bytes of w is a quote, a backslash or a control byte
+// (< 0x20), i.e. a byte that may not appear unescaped inside a JSON string. Bytes >= 0x80 count
+// as plain; UTF-8 is checked separately.
+func special(w uint64) uint64 {
+	// (x - ones) & ^x & highs is non-zero iff a byte of x is zero; with ones*0x20 for ones, iff
+	// a byte of x is below 0x20.
+	q, bs := w^(ones*'"'), w^(ones*'\\')
+	return ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs
 }

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Streams a line can come from.
@@ -350,41 +351,86 @@ func (s *Store) Append(runID, stepID string, lines []Line) int64 {
 // AppendNDJSON adds lines given as NDJSON (the push body and the archive segments' format). The
 // stored records share body's memory: the caller must not modify it afterwards.
 func (s *Store) AppendNDJSON(runID, stepID string, body []byte) (int64, error) {
-	var recs []Record
-	for len(body) > 0 {
-		i := bytes.IndexByte(body, '\n')
+	recs := make([]Record, 0, bytes.Count(body, []byte{'\n'})+1)
+	// One UTF-8 check for the whole body: newlines are ASCII, so a valid body means every line
+	// is valid. An invalid body is checked (and repaired) line by line.
+	validUTF8 := utf8.Valid(body)
+	// raw stays true while body is exactly the records' stored encodings, each followed by one
+	// newline (the runner's case): the spool then takes the body in one write.
+	raw := true
+	for rest := body; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
 		var line []byte
 		if i < 0 {
-			line, body = body, nil
+			line, rest = rest, nil
+			raw = false
 		} else {
-			line, body = body[:i], body[i+1:]
+			line, rest = rest[:i], rest[i+1:]
 		}
 		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			raw = false
 			continue
 		}
-		rec, err := parseRecord(line, false)
+		rec, kept, err := parseRecord(line, false, validUTF8)
 		if err != nil {
 			return s.LastSeq(runID, stepID), fmt.Errorf("line %d: %w", len(recs)+1, err)
 		}
+		if !kept || len(rec.JSON) != len(line) {
+			raw = false
+		}
 		recs = append(recs, rec)
 	}
-	return s.AppendRecords(runID, stepID, recs), nil
+	if !raw {
+		body = nil
+	}
+	return s.appendRecords(runID, stepID, recs, body), nil
 }
 
 // AppendRecords adds encoded lines; see Append.
 func (s *Store) AppendRecords(runID, stepID string, recs []Record) int64 {
+	return s.appendRecords(runID, stepID, recs, nil)
+}
+
+// appendRecords is AppendRecords; raw, if not nil, is exactly every record's JSON followed by a
+// newline, in order, and is written to the spool in spans rather than record by record.
+func (s *Store) appendRecords(runID, stepID string, recs []Record, raw []byte) int64 {
 	r, st := s.liveStep(runID, stepID)
 	st.mu.Lock()
 	added := false
-	for _, rec := range recs {
+	// recs[first:i] are added records not yet spooled; they are raw[from:off].
+	first, from, off := -1, 0, 0
+	spoolSpan := func(to int) {
+		if first >= 0 {
+			s.spoolLocked(st, recs[first:to], raw[from:off])
+			first = -1
+		}
+	}
+	i := 0
+	for ; i < len(recs); i++ {
+		rec := recs[i]
 		if rec.Seq <= st.last {
+			if raw != nil {
+				spoolSpan(i)
+				off += len(rec.JSON) + 1
+			}
 			continue
 		}
 		if rec.Seq != st.last+1 || (st.end != nil && rec.Seq > st.end.FinalSeq) {
 			break
 		}
-		s.addLocked(st, rec)
+		if raw != nil {
+			if first < 0 {
+				first, from = i, off
+			}
+			off += len(rec.JSON) + 1
+			s.ringLocked(st, rec)
+		} else {
+			s.addLocked(st, rec)
+		}
 		added = true
+	}
+	if raw != nil {
+		spoolSpan(i)
 	}
 	if added {
 		if st.sp != nil {
@@ -409,7 +455,20 @@ func (s *Store) AppendRecords(runID, stepID string, recs []Record) int64 {
 	return last
 }
 
-// addLocked stores one record in the ring and the spool. The caller holds st.mu.
+// spoolLocked writes records to the step's spool, creating it; raw is their JSON with a newline
+// after each. The caller holds st.mu.
+func (s *Store) spoolLocked(st *stepLog, recs []Record, raw []byte) {
+	if st.sp == nil && st.spErr == nil {
+		st.sp, st.spErr = newSpool(s.opts.SpoolDir)
+	}
+	if st.sp != nil && st.spErr == nil {
+		if err := st.sp.addRaw(recs, raw); err != nil {
+			st.spErr = err
+		}
+	}
+}
+
+// addLocked stores one record in the spool and the ring. The caller holds st.mu.
 func (s *Store) addLocked(st *stepLog, rec Record) {
 	if st.sp == nil && st.spErr == nil {
 		st.sp, st.spErr = newSpool(s.opts.SpoolDir)
@@ -419,6 +478,11 @@ func (s *Store) addLocked(st *stepLog, rec Record) {
 			st.spErr = err
 		}
 	}
+	s.ringLocked(st, rec)
+}
+
+// ringLocked stores one record in the ring; the caller has spooled it. The caller holds st.mu.
+func (s *Store) ringLocked(st *stepLog, rec Record) {
 	st.ring = append(st.ring, rec)
 	st.ringBytes += len(rec.JSON)
 	st.last = rec.Seq
