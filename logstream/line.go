@@ -214,11 +214,8 @@ func canonicalValid(b []byte) bool {
 	if i, ok = expect(b, i, `,"ts":"`); !ok {
 		return false
 	}
-	for i < len(b) && b[i] != '"' {
-		if !tsByte[b[i]] {
-			return false
-		}
-		i++
+	if i, ok = canonicalTS(b, i); !ok {
+		return false
 	}
 	if i, ok = expect(b, i, `","stream":`); !ok {
 		return false
@@ -238,13 +235,38 @@ func canonicalValid(b []byte) bool {
 	return i == len(b)-1 && b[i] == '}'
 }
 
-// tsByte marks the bytes an RFC 3339 timestamp is made of.
-var tsByte = func() (t [256]bool) {
-	for _, c := range []byte("0123456789-:.TZ+") {
-		t[c] = true
+// canonicalTS checks the timestamp AppendJSON writes at b[i:], "2006-01-02T15:04:05[.999999999]Z"
+// (UTC, trailing zeros of the fraction dropped), by position rather than byte by byte against a
+// set, and returns the index of its closing quote. Any other form takes the decode path.
+func canonicalTS(b []byte, i int) (int, bool) {
+	if len(b)-i < 21 {
+		return i, false
 	}
-	return t
-}()
+	t := b[i : i+20]
+	if t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' {
+		return i, false
+	}
+	for _, k := range [...]int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18} {
+		if t[k]-'0' > 9 {
+			return i, false
+		}
+	}
+	i += 19
+	if b[i] == '.' {
+		j := i + 1
+		for j < len(b) && b[j]-'0' <= 9 && j-i <= 9 {
+			j++
+		}
+		if j == i+1 || j >= len(b) {
+			return i, false
+		}
+		i = j
+	}
+	if b[i] != 'Z' {
+		return i, false
+	}
+	return i + 1, true
+}
 
 func expect(b []byte, i int, s string) (int, bool) {
 	if len(b)-i < len(s) || string(b[i:i+len(s)]) != s {
@@ -259,12 +281,28 @@ func jsonString(b []byte, i int) (int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return i, false
 	}
-	for i++; i < len(b); i++ {
-		// Skip eight plain bytes at a time: no quote, backslash or control byte among them. Most
-		// text is plain, and this check is what every pushed line costs.
-		for len(b)-i >= 16 && (special(binary.LittleEndian.Uint64(b[i:]))|special(binary.LittleEndian.Uint64(b[i+8:]))) == 0 {
-			i += 16
+	// Fast path for a string without escapes, what most text is: find the closing quote and
+	// check there is no backslash before it (both vectorised searches), then that no byte is a
+	// control byte, eight at a time.
+	if q := bytes.IndexByte(b[i+1:], '"'); q >= 0 {
+		s := b[i+1 : i+1+q]
+		if bytes.IndexByte(s, '\\') < 0 {
+			k := 0
+			for ; len(s)-k >= 8; k += 8 {
+				if control(binary.LittleEndian.Uint64(s[k:])) != 0 {
+					return i, false
+				}
+			}
+			for ; k < len(s); k++ {
+				if s[k] < 0x20 {
+					return i, false
+				}
+			}
+			return i + 2 + q, true
 		}
+	}
+	for i++; i < len(b); i++ {
+		// Skip eight plain bytes at a time: no quote, backslash or control byte among them.
 		for len(b)-i >= 8 && special(binary.LittleEndian.Uint64(b[i:])) == 0 {
 			i += 8
 		}
@@ -315,3 +353,6 @@ func special(w uint64) uint64 {
 	q, bs := w^(ones*'"'), w^(ones*'\\')
 	return ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs
 }
+
+// control is non-zero iff one of the eight bytes of w is a control byte (< 0x20).
+func control(w uint64) uint64 { return (w - ones*0x20) & ^w & highs }

@@ -131,3 +131,26 @@ func TestAppendNDJSONSpoolsRetriedBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestCanonicalValidTimestamps checks the positional timestamp check: every fraction length
+// AppendJSON writes is accepted, anything else is left to the decode path.
+func TestCanonicalValidTimestamps(t *testing.T) {
+	for ns := 1; ns < 1e9; ns *= 10 {
+		for _, n := range []int{0, ns, 999999999} {
+			l := AppendJSON(nil, Line{Seq: 1, TS: time.Date(2026, 1, 2, 3, 4, 5, n, time.UTC), Stream: Stdout, Text: "x"})
+			if !canonicalValid(l) {
+				t.Fatalf("refused %s", l)
+			}
+		}
+	}
+	for _, ts := range []string{
+		"2026-01-02T03:04:05.Z", "2026-01-02T03:04:05.1234567890Z", "2026-01-02T03:04:05", "2026-01-02T03:04:05+00:00",
+		"2026-01-02 03:04:05Z", "2026-01-0xT03:04:05Z", "2026/01/02T03:04:05Z", "2026-01-02T03:04:05.12aZ", "",
+		"2026-01-02T03:04:5Z", "2026-01-02T03:04:05ZZ",
+	} {
+		l := fmt.Appendf(nil, `{"seq":1,"ts":"%s","stream":"stdout","text":"x"}`, ts)
+		if canonicalValid(l) {
+			t.Errorf("accepted ts %q", ts)
+		}
+	}
+}

@@ -483,6 +483,14 @@ func (s *Store) addLocked(st *stepLog, rec Record) {
 
 // ringLocked stores one record in the ring; the caller has spooled it. The caller holds st.mu.
 func (s *Store) ringLocked(st *stepLog, rec Record) {
+	if len(st.ring) == cap(st.ring) {
+		// The ring slides forward through its array; when the array is used up, the live lines
+		// move to one of twice their number, so each line is copied about once (append's
+		// 1.25× growth of a large slice would copy it about four times).
+		ring := make([]Record, len(st.ring), 2*len(st.ring)+64)
+		copy(ring, st.ring)
+		st.ring = ring
+	}
 	st.ring = append(st.ring, rec)
 	st.ringBytes += len(rec.JSON)
 	st.last = rec.Seq
