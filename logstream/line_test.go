@@ -154,3 +154,59 @@ func TestCanonicalValidTimestamps(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendNDJSONLargeBatch sends batches large enough to be validated in two halves: every
+// line is stored in order, and a bad line in either half is reported with its own line number
+// and nothing of the batch is stored.
+func TestAppendNDJSONLargeBatch(t *testing.T) {
+	ts := time.Date(2026, 11, 28, 13, 0, 0, 0, time.UTC)
+	mk := func(from, n int, badAt int) []byte {
+		var b []byte
+		for k := 0; k < n; k++ {
+			if k == badAt {
+				b = append(b, `{"seq":1,"ts":"x","stream":"stdout","text":"a`...) // unterminated
+				b = append(b, 0, '"', '}', '\n')
+				continue
+			}
+			b = AppendJSON(b, Line{Seq: int64(from + k), TS: ts, Stream: Stdout, Text: fmt.Sprintf("line %d %s", from+k, strings.Repeat("z", 100))})
+			b = append(b, '\n')
+		}
+		return b
+	}
+	const n = 2000 // ~300 KiB
+	if len(mk(1, n, -1)) < 2*parallelParse {
+		t.Fatal("batch too small to be split")
+	}
+	for _, badAt := range []int{10, n - 10} {
+		s := New(Options{SpoolDir: t.TempDir()})
+		_, err := s.AppendNDJSON("r", "s", mk(1, n, badAt))
+		if err == nil || !strings.HasPrefix(err.Error(), fmt.Sprintf("line %d: ", badAt+1)) {
+			t.Fatalf("bad line %d: err %v", badAt+1, err)
+		}
+		if got := s.LastSeq("r", "s"); got != 0 {
+			t.Fatalf("a refused batch stored %d lines", got)
+		}
+		s.Close()
+	}
+	s := New(Options{SpoolDir: t.TempDir(), RingLines: 100})
+	defer s.Close()
+	for from := 1; from <= 3*n; from += n {
+		if last, err := s.AppendNDJSON("r", "s", mk(from, n, -1)); err != nil || last != int64(from+n-1) {
+			t.Fatalf("batch from %d: last %d, %v", from, last, err)
+		}
+	}
+	after := int64(0)
+	for after < 3*n {
+		c, err := s.Read(t.Context(), "r", "s", after, 64<<10)
+		if err != nil || len(c.Records) == 0 {
+			t.Fatalf("after %d: %v", after, err)
+		}
+		for _, rec := range c.Records {
+			l, err := rec.Decode()
+			if err != nil || l.Seq != after+1 || !strings.HasPrefix(l.Text, fmt.Sprintf("line %d ", after+1)) {
+				t.Fatalf("after %d: %+v %v", after, l, err)
+			}
+			after++
+		}
+	}
+}

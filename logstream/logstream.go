@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -351,13 +352,53 @@ func (s *Store) Append(runID, stepID string, lines []Line) int64 {
 // AppendNDJSON adds lines given as NDJSON (the push body and the archive segments' format). The
 // stored records share body's memory: the caller must not modify it afterwards.
 func (s *Store) AppendNDJSON(runID, stepID string, body []byte) (int64, error) {
-	recs := make([]Record, 0, bytes.Count(body, []byte{'\n'})+1)
 	// One UTF-8 check for the whole body: newlines are ASCII, so a valid body means every line
 	// is valid. An invalid body is checked (and repaired) line by line.
 	validUTF8 := utf8.Valid(body)
-	// raw stays true while body is exactly the records' stored encodings, each followed by one
-	// newline (the runner's case): the spool then takes the body in one write.
-	raw := true
+	var recs []Record
+	var raw bool
+	bad, err := -1, error(nil)
+	if len(body) >= parallelParse && runtime.GOMAXPROCS(0) > 1 {
+		// A large batch is validated in two halves at once: validation is most of what a push
+		// costs, and the runner waits for the answer before sending its next batch.
+		cut := len(body) / 2
+		if k := bytes.IndexByte(body[cut:], '\n'); k >= 0 {
+			cut += k + 1
+		} else {
+			cut = len(body)
+		}
+		var tail []Record
+		var tailRaw bool
+		tailBad, tailErr := -1, error(nil)
+		var wg sync.WaitGroup
+		wg.Go(func() { tail, tailRaw, tailBad, tailErr = parseNDJSON(body[cut:], validUTF8) })
+		recs, raw, bad, err = parseNDJSON(body[:cut], validUTF8)
+		wg.Wait()
+		if err == nil && tailErr != nil {
+			bad, err = len(recs)+tailBad, tailErr
+		}
+		recs, raw = append(recs, tail...), raw && tailRaw
+	} else {
+		recs, raw, bad, err = parseNDJSON(body, validUTF8)
+	}
+	if err != nil {
+		return s.LastSeq(runID, stepID), fmt.Errorf("line %d: %w", bad+1, err)
+	}
+	if !raw {
+		body = nil
+	}
+	return s.appendRecords(runID, stepID, recs, body), nil
+}
+
+// parallelParse is the body size from which AppendNDJSON validates two halves concurrently.
+const parallelParse = 64 << 10
+
+// parseNDJSON parses the lines of body. raw reports whether body is exactly the records' stored
+// encodings, each followed by one newline (the runner's case: the spool then takes the body in
+// one write). On error, bad is the index of the record that failed.
+func parseNDJSON(body []byte, validUTF8 bool) (recs []Record, raw bool, bad int, err error) {
+	recs = make([]Record, 0, bytes.Count(body, []byte{'\n'})+1)
+	raw = true
 	for rest := body; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')
 		var line []byte
@@ -373,17 +414,14 @@ func (s *Store) AppendNDJSON(runID, stepID string, body []byte) (int64, error) {
 		}
 		rec, kept, err := parseRecord(line, false, validUTF8)
 		if err != nil {
-			return s.LastSeq(runID, stepID), fmt.Errorf("line %d: %w", len(recs)+1, err)
+			return recs, false, len(recs), err
 		}
 		if !kept || len(rec.JSON) != len(line) {
 			raw = false
 		}
 		recs = append(recs, rec)
 	}
-	if !raw {
-		body = nil
-	}
-	return s.appendRecords(runID, stepID, recs, body), nil
+	return recs, raw, -1, nil
 }
 
 // AppendRecords adds encoded lines; see Append.
