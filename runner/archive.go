@@ -48,7 +48,6 @@ type logArchive struct {
 	// pushing reports whether the push path is healthy; nil means there is none.
 	pushing    func() bool
 	segmenting bool
-	lastCycle  time.Time
 	segSeq     int64 // last seq uploaded in a segment
 	segOff     int64 // offset in log.ndjson after it
 
@@ -87,9 +86,7 @@ func (a *logArchive) run(ctx context.Context) {
 		case <-tick.C:
 			a.cycle(ctx)
 		case <-a.wake:
-			// New lines: upload at once if the last upload is a second old (a lone line after
-			// a quiet spell reaches the store immediately) or enough are waiting.
-			if _, off := a.src.flushed(); off-a.segOff >= segmentBytes || time.Since(a.lastCycle) >= segmentEvery {
+			if _, off := a.src.flushed(); off-a.segOff >= segmentBytes {
 				a.cycle(ctx)
 			}
 		}
@@ -98,7 +95,6 @@ func (a *logArchive) run(ctx context.Context) {
 
 // cycle uploads new lines as segments.
 func (a *logArchive) cycle(ctx context.Context) {
-	a.lastCycle = time.Now()
 	if !a.segmenting {
 		if a.pushing != nil && a.pushing() {
 			return
