@@ -220,13 +220,17 @@ func canonicalValid(b []byte) bool {
 	if i, ok = expect(b, i, `","stream":`); !ok {
 		return false
 	}
-	if i, ok = jsonString(b, i); !ok {
+	if j, ok := knownStream(b, i); ok {
+		i = j
+	} else if i, ok = jsonString(b, i); !ok {
 		return false
 	}
 	if i, ok = expect(b, i, `,"text":`); !ok {
 		return false
 	}
-	if i, ok = jsonString(b, i); !ok {
+	if j, ok := plainText(b, i); ok {
+		i = j
+	} else if i, ok = jsonString(b, i); !ok {
 		return false
 	}
 	if j, ok := expect(b, i, `,"partial":true`); ok {
@@ -266,6 +270,46 @@ func canonicalTS(b []byte, i int) (int, bool) {
 		return i, false
 	}
 	return i + 1, true
+}
+
+// knownStream matches the stream names kfbridge writes at b[i:] and returns the index after the
+// closing quote.
+func knownStream(b []byte, i int) (int, bool) {
+	if len(b)-i < 8 || b[i] != '"' || b[i+7] != '"' {
+		return i, false
+	}
+	switch string(b[i+1 : i+7]) {
+	case Stdout, Stderr, System:
+		return i + 8, true
+	}
+	return i, false
+}
+
+// plainText matches the text string at b[i:] when it is the line's last member and holds no
+// escape: its closing quote is then known from the end of the line, and one pass eight bytes at a
+// time checks nothing in between is a quote, backslash or control byte. It returns the index after
+// the closing quote; any other text takes jsonString.
+func plainText(b []byte, i int) (int, bool) {
+	end := len(b) - 2 // `"}`
+	if bytes.HasSuffix(b, []byte(`","partial":true}`)) {
+		end = len(b) - len(`","partial":true}`)
+	}
+	if end <= i || b[i] != '"' || b[end] != '"' {
+		return i, false
+	}
+	s := b[i+1 : end]
+	k := 0
+	for ; len(s)-k >= 16; k += 16 {
+		if special(binary.LittleEndian.Uint64(s[k:]))|special(binary.LittleEndian.Uint64(s[k+8:])) != 0 {
+			return i, false
+		}
+	}
+	for ; k < len(s); k++ {
+		if c := s[k]; c < 0x20 || c == '"' || c == '\\' {
+			return i, false
+		}
+	}
+	return end + 1, true
 }
 
 func expect(b []byte, i int, s string) (int, bool) {

@@ -60,13 +60,16 @@ func TestCanonicalValidRandomLines(t *testing.T) {
 		for j := range text {
 			text[j] = alphabet[r.IntN(len(alphabet))]
 		}
-		enc := AppendJSON(nil, Line{Seq: int64(i + 1), TS: time.Now(), Stream: Stderr, Text: string(text)})
+		enc := AppendJSON(nil, Line{Seq: int64(i + 1), TS: time.Now(), Stream: Stderr, Text: string(text), Partial: i%2 == 0})
 		if !canonicalValid(enc) || !json.Valid(enc) {
 			t.Fatalf("AppendJSON output refused: %q", enc)
 		}
-		raw := fmt.Appendf(nil, `{"seq":%d,"ts":"2026-11-28T13:00:00Z","stream":"stdout","text":"%s"}`, i+1, text)
-		if canonicalValid(raw) && !json.Valid(raw) {
-			t.Fatalf("accepted invalid JSON %q", raw)
+		for _, form := range []string{`{"seq":%d,"ts":"2026-11-28T13:00:00Z","stream":"stdout","text":"%s"}`,
+			`{"seq":%d,"ts":"2026-11-28T13:00:00Z","stream":"x\n","text":"%s","partial":true}`} {
+			raw := fmt.Appendf(nil, form, i+1, text)
+			if canonicalValid(raw) && !json.Valid(raw) {
+				t.Fatalf("accepted invalid JSON %q", raw)
+			}
 		}
 	}
 }
