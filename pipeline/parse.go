@@ -526,23 +526,16 @@ func mergeList[T any](defaults, node []T, key func(T) string) []T {
 	}
 	idx := map[string]int{}
 	out := make([]T, 0, len(defaults)+len(node))
-	for _, e := range defaults {
-		k := key(e)
-		if i, ok := idx[k]; ok {
-			out[i] = e
-			continue
+	for _, list := range [][]T{defaults, node} {
+		for _, e := range list {
+			k := key(e)
+			if i, ok := idx[k]; ok {
+				out[i] = e
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, e)
 		}
-		idx[k] = len(out)
-		out = append(out, e)
-	}
-	for _, e := range node {
-		k := key(e)
-		if i, ok := idx[k]; ok {
-			out[i] = e
-			continue
-		}
-		idx[k] = len(out)
-		out = append(out, e)
 	}
 	return out
 }
@@ -607,108 +600,84 @@ func (ps *parser) parameters(v any) []Parameter {
 	return out
 }
 
-// envVars accepts v8 objects and v3-v7 "NAME=value" strings.
-func envVars(v any) []EnvVar {
-	var out []EnvVar
+// propList decodes an Elyra list property whose entries are either objects (current files) or the
+// older "a=b:c" strings; fromString and fromObject build one entry each, and entries that decode to
+// the zero value (blank or of another JSON type) are dropped.
+func propList[T comparable](v any, fromString func(string) T, fromObject func(map[string]any) T) []T {
+	var out []T
+	var zero T
 	for _, e := range arr(v) {
-		var ev EnvVar
+		var t T
 		switch x := e.(type) {
 		case string:
-			name, val, _ := strings.Cut(x, "=")
-			ev = EnvVar{Name: strings.TrimSpace(name), Value: val}
+			t = fromString(x)
 		case map[string]any:
-			ev = EnvVar{Name: strings.TrimSpace(str(x["env_var"])), Value: scalarString(x["value"])}
+			t = fromObject(x)
 		}
-		if ev.Name != "" || ev.Value != "" {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
-// secrets accepts objects and the v7 "ENV=secret:key" strings.
-func secrets(v any) []SecretEnv {
-	var out []SecretEnv
-	for _, e := range arr(v) {
-		var s SecretEnv
-		switch x := e.(type) {
-		case string:
-			name, rest, _ := strings.Cut(x, "=")
-			sec, key, _ := strings.Cut(rest, ":")
-			s = SecretEnv{Name: strings.TrimSpace(name), Secret: strings.TrimSpace(sec), Key: strings.TrimSpace(key)}
-		case map[string]any:
-			s = SecretEnv{Name: strings.TrimSpace(str(x["env_var"])), Secret: strings.TrimSpace(str(x["name"])), Key: strings.TrimSpace(str(x["key"]))}
-		}
-		if s != (SecretEnv{}) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// volumes accepts objects and the v7 "/path=pvc-name" strings.
-func volumes(v any) []Volume {
-	var out []Volume
-	for _, e := range arr(v) {
-		var vol Volume
-		switch x := e.(type) {
-		case string:
-			p, pvc, _ := strings.Cut(x, "=")
-			vol = Volume{Path: strings.TrimSpace(p), PVCName: strings.TrimSpace(pvc)}
-		case map[string]any:
-			vol = Volume{Path: strings.TrimSpace(str(x["path"])), PVCName: strings.TrimSpace(str(x["pvc_name"])),
-				SubPath: strings.TrimSpace(str(x["sub_path"])), ReadOnly: boolValue(x["read_only"])}
-		}
-		if vol != (Volume{}) {
-			out = append(out, vol)
-		}
-	}
-	return out
-}
-
-// tolerations accepts objects and the v7 "id=key:operator:value:effect" strings.
-func tolerations(v any) []Toleration {
-	var out []Toleration
-	for _, e := range arr(v) {
-		var t Toleration
-		switch x := e.(type) {
-		case string:
-			if _, rest, ok := strings.Cut(x, "="); ok {
-				x = rest
-			}
-			f := strings.SplitN(x, ":", 4)
-			for len(f) < 4 {
-				f = append(f, "")
-			}
-			t = Toleration{Key: strings.TrimSpace(f[0]), Operator: strings.TrimSpace(f[1]), Value: strings.TrimSpace(f[2]), Effect: strings.TrimSpace(f[3])}
-		case map[string]any:
-			t = Toleration{Key: strings.TrimSpace(str(x["key"])), Operator: strings.TrimSpace(str(x["operator"])),
-				Value: strings.TrimSpace(scalarString(x["value"])), Effect: strings.TrimSpace(str(x["effect"]))}
-		}
-		if t != (Toleration{}) {
+		if t != zero {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
+// envVars accepts v8 objects and v3-v7 "NAME=value" strings.
+func envVars(v any) []EnvVar {
+	return propList(v, func(x string) EnvVar {
+		name, val, _ := strings.Cut(x, "=")
+		return EnvVar{Name: strings.TrimSpace(name), Value: val}
+	}, func(x map[string]any) EnvVar {
+		return EnvVar{Name: strings.TrimSpace(str(x["env_var"])), Value: scalarString(x["value"])}
+	})
+}
+
+// secrets accepts objects and the v7 "ENV=secret:key" strings.
+func secrets(v any) []SecretEnv {
+	return propList(v, func(x string) SecretEnv {
+		name, rest, _ := strings.Cut(x, "=")
+		sec, key, _ := strings.Cut(rest, ":")
+		return SecretEnv{Name: strings.TrimSpace(name), Secret: strings.TrimSpace(sec), Key: strings.TrimSpace(key)}
+	}, func(x map[string]any) SecretEnv {
+		return SecretEnv{Name: strings.TrimSpace(str(x["env_var"])), Secret: strings.TrimSpace(str(x["name"])), Key: strings.TrimSpace(str(x["key"]))}
+	})
+}
+
+// volumes accepts objects and the v7 "/path=pvc-name" strings.
+func volumes(v any) []Volume {
+	return propList(v, func(x string) Volume {
+		p, pvc, _ := strings.Cut(x, "=")
+		return Volume{Path: strings.TrimSpace(p), PVCName: strings.TrimSpace(pvc)}
+	}, func(x map[string]any) Volume {
+		return Volume{Path: strings.TrimSpace(str(x["path"])), PVCName: strings.TrimSpace(str(x["pvc_name"])),
+			SubPath: strings.TrimSpace(str(x["sub_path"])), ReadOnly: boolValue(x["read_only"])}
+	})
+}
+
+// tolerations accepts objects and the v7 "id=key:operator:value:effect" strings.
+func tolerations(v any) []Toleration {
+	return propList(v, func(x string) Toleration {
+		if _, rest, ok := strings.Cut(x, "="); ok {
+			x = rest
+		}
+		f := strings.SplitN(x, ":", 4)
+		for len(f) < 4 {
+			f = append(f, "")
+		}
+		return Toleration{Key: strings.TrimSpace(f[0]), Operator: strings.TrimSpace(f[1]), Value: strings.TrimSpace(f[2]), Effect: strings.TrimSpace(f[3])}
+	}, func(x map[string]any) Toleration {
+		return Toleration{Key: strings.TrimSpace(str(x["key"])), Operator: strings.TrimSpace(str(x["operator"])),
+			Value: strings.TrimSpace(scalarString(x["value"])), Effect: strings.TrimSpace(str(x["effect"]))}
+	})
+}
+
 // keyValues accepts objects and the v7 "key=value" strings.
 func keyValues(v any) []KeyValue {
-	var out []KeyValue
-	for _, e := range arr(v) {
-		var kv KeyValue
-		switch x := e.(type) {
-		case string:
-			k, val, _ := strings.Cut(x, "=")
-			kv = KeyValue{Key: strings.TrimSpace(k), Value: strings.TrimSpace(val)}
-		case map[string]any:
-			kv = KeyValue{Key: strings.TrimSpace(str(x["key"])), Value: strings.TrimSpace(scalarString(x["value"]))}
-		}
-		if kv != (KeyValue{}) {
-			out = append(out, kv)
-		}
-	}
-	return out
+	return propList(v, func(x string) KeyValue {
+		k, val, _ := strings.Cut(x, "=")
+		return KeyValue{Key: strings.TrimSpace(k), Value: strings.TrimSpace(val)}
+	}, func(x map[string]any) KeyValue {
+		return KeyValue{Key: strings.TrimSpace(str(x["key"])), Value: strings.TrimSpace(scalarString(x["value"]))}
+	})
 }
 
 // --- small accessors over decoded JSON; all tolerate any input type. ---
