@@ -990,17 +990,32 @@ func (s *RuntimeStore) read(space, kind, name string) ([]byte, error) {
 	return b, nil
 }
 
-func (s *RuntimeStore) loadRuntime(name string) (RuntimeConfig, error) {
-	b, err := s.read(SchemaspaceRuntimes, "runtime", name)
+// loadInstance reads and parses the stored instance name of space. A file whose schema belongs to
+// the other schemaspace (a runtime-image in the runtimes directory, or the reverse) is invalid.
+func (s *RuntimeStore) loadInstance(space, name string) (*ElyraInstance, error) {
+	kind := kindOf(space)
+	b, err := s.read(space, kind, name)
 	if err != nil {
-		return RuntimeConfig{}, err
+		return nil, err
 	}
 	inst, err := ParseElyraInstance(b, name+".json")
-	if err == nil && inst.Runtime == nil {
-		err = fmt.Errorf("%w: schema_name %q in the runtimes directory", ErrInvalid, SchemaRuntimeImage)
+	if err == nil && inst.Schemaspace != space {
+		wrong := SchemaRuntimeImage
+		if space == SchemaspaceRuntimeImages {
+			wrong = SchemaKFP
+		}
+		err = fmt.Errorf("%w: schema_name %q in the %s directory", ErrInvalid, wrong, space)
 	}
 	if err != nil {
-		return RuntimeConfig{}, fmt.Errorf("runtime store: runtime %q (%s): %w", name, s.file(SchemaspaceRuntimes, name), err)
+		return nil, fmt.Errorf("runtime store: %s %q (%s): %w", kind, name, s.file(space, name), err)
+	}
+	return inst, nil
+}
+
+func (s *RuntimeStore) loadRuntime(name string) (RuntimeConfig, error) {
+	inst, err := s.loadInstance(SchemaspaceRuntimes, name)
+	if err != nil {
+		return RuntimeConfig{}, err
 	}
 	rc := *inst.Runtime
 	rc.Name = name
@@ -1009,16 +1024,9 @@ func (s *RuntimeStore) loadRuntime(name string) (RuntimeConfig, error) {
 }
 
 func (s *RuntimeStore) loadImage(name string) (RuntimeImage, error) {
-	b, err := s.read(SchemaspaceRuntimeImages, "runtime image", name)
+	inst, err := s.loadInstance(SchemaspaceRuntimeImages, name)
 	if err != nil {
 		return RuntimeImage{}, err
-	}
-	inst, err := ParseElyraInstance(b, name+".json")
-	if err == nil && inst.Image == nil {
-		err = fmt.Errorf("%w: schema_name %q in the runtime-images directory", ErrInvalid, SchemaKFP)
-	}
-	if err != nil {
-		return RuntimeImage{}, fmt.Errorf("runtime store: runtime image %q (%s): %w", name, s.file(SchemaspaceRuntimeImages, name), err)
 	}
 	im := *inst.Image
 	im.Name = name
