@@ -20,23 +20,18 @@ const MaxLine = 64 << 10
 // this form and the service stores and forwards the bytes as they are, so a line is encoded once
 // and never re-encoded per viewer.
 func AppendJSON(dst []byte, l Line) []byte {
-	dst = append(dst, `{"seq":`...)
-	dst = strconv.AppendInt(dst, l.Seq, 10)
-	dst = append(dst, `,"ts":"`...)
-	dst = l.TS.UTC().AppendFormat(dst, time.RFC3339Nano)
-	dst = append(dst, `","stream":`...)
-	dst = appendString(dst, l.Stream)
-	dst = append(dst, `,"text":`...)
-	dst = appendString(dst, l.Text)
-	if l.Partial {
-		dst = append(dst, `,"partial":true`...)
-	}
-	return append(dst, '}')
+	return appendLine(dst, l.Seq, l.TS, l.Stream, l.Text, l.Partial)
 }
 
 // AppendJSONBytes is AppendJSON for a line whose text is still a byte slice (the runner's case),
 // without converting it to a string first.
 func AppendJSONBytes(dst []byte, seq int64, ts time.Time, stream string, text []byte, partial bool) []byte {
+	return appendLine(dst, seq, ts, stream, text, partial)
+}
+
+// appendLine is the one encoder behind AppendJSON and AppendJSONBytes; it is generic over the
+// text's type so that neither caller converts (and copies) the text.
+func appendLine[S string | []byte](dst []byte, seq int64, ts time.Time, stream string, text S, partial bool) []byte {
 	dst = append(dst, `{"seq":`...)
 	dst = strconv.AppendInt(dst, seq, 10)
 	dst = append(dst, `,"ts":"`...)
@@ -44,7 +39,7 @@ func AppendJSONBytes(dst []byte, seq int64, ts time.Time, stream string, text []
 	dst = append(dst, `","stream":`...)
 	dst = appendString(dst, stream)
 	dst = append(dst, `,"text":`...)
-	dst = appendBytes(dst, text)
+	dst = appendString(dst, text)
 	if partial {
 		dst = append(dst, `,"partial":true`...)
 	}
@@ -53,8 +48,10 @@ func AppendJSONBytes(dst []byte, seq int64, ts time.Time, stream string, text []
 
 const hexDigits = "0123456789abcdef"
 
-// appendBytes is appendString for a byte slice.
-func appendBytes(dst []byte, s []byte) []byte {
+// appendString appends s (a string or a byte slice) as a JSON string. Control characters are
+// escaped, everything else (including ANSI escape sequences' printable parts and lone \r) is kept;
+// invalid UTF-8 becomes \ufffd.
+func appendString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -81,7 +78,7 @@ func appendBytes(dst []byte, s []byte) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRune(s[i:])
+		r, size := decodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
@@ -95,47 +92,16 @@ func appendBytes(dst []byte, s []byte) []byte {
 	return append(dst, '"')
 }
 
-// appendString appends s as a JSON string. Control characters are escaped, everything else
-// (including ANSI escape sequences' printable parts and lone \r) is kept.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
+// decodeRune is utf8.DecodeRune or utf8.DecodeRuneInString, whichever fits s, so appendString
+// never copies a string into a byte slice to decode it.
+func decodeRune[S string | []byte](s S) (rune, int) {
+	switch v := any(s).(type) {
+	case string:
+		return utf8.DecodeRuneInString(v)
+	case []byte:
+		return utf8.DecodeRune(v)
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	panic("unreachable")
 }
 
 // Record is one stored line: its seq and its canonical JSON encoding (no trailing newline). The
