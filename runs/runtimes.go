@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -230,19 +231,15 @@ func (s *RuntimeStore) ListRuntimes() ([]RuntimeConfig, error) {
 	if err != nil {
 		return out, err
 	}
-	var errs []error
-	for _, n := range names {
-		if n == LocalRuntimeName {
-			continue
-		}
+	// A stored file named like the built-in runtime never shadows it.
+	names = slices.DeleteFunc(names, func(n string) bool { return n == LocalRuntimeName })
+	return loadAll(out, names, func(n string) (RuntimeConfig, error) {
 		rc, err := s.loadRuntime(n)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return RuntimeConfig{}, err
 		}
-		out = append(out, rc.Redacted())
-	}
-	return out, errors.Join(errs...)
+		return rc.Redacted(), nil
+	})
 }
 
 // GetRuntime returns one runtime with secrets redacted; the error wraps ErrNotFound if there is
@@ -371,14 +368,20 @@ func (s *RuntimeStore) ListImages() ([]RuntimeImage, error) {
 	if err != nil {
 		return out, err
 	}
+	return loadAll(out, names, s.loadImage)
+}
+
+// loadAll appends the instances that load reads without error to out and joins the errors of the
+// rest, so one bad file never hides the others.
+func loadAll[T any](out []T, names []string, load func(name string) (T, error)) ([]T, error) {
 	var errs []error
 	for _, n := range names {
-		im, err := s.loadImage(n)
+		v, err := load(n)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		out = append(out, im)
+		out = append(out, v)
 	}
 	return out, errors.Join(errs...)
 }
