@@ -224,7 +224,10 @@ for i in range(1, 300001):
 	sameLines(t, "healthy viewer beside a stuck one", healthy.lines, want)
 	ratio := float64(with) / float64(base)
 	t.Logf("step with a healthy viewer: %s; with a stuck viewer too: %s (%.2fx)", base.Round(time.Millisecond), with.Round(time.Millisecond), ratio)
-	if ratio > 1.5 {
+	// Coarse on purpose (timing belongs in benchmarks): a viewer that held the step back would
+	// stall it for whole write deadlines, far beyond 3x; the fine figure is logged above and
+	// measured in docs/benchmarks.md.
+	if ratio > 3 {
 		t.Errorf("a stuck viewer slowed the step %.2fx", ratio)
 	}
 	// The stuck viewer was dropped (4008) while it held the step back, or — when the kernel's
