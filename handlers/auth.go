@@ -13,16 +13,24 @@ import (
 // (see Login). Browsers cannot set headers on a websocket, so a websocket upgrade may also carry it
 // as ?token=. Cookie-authenticated state-changing requests must also carry the CSRF header.
 func RequireToken(log *slog.Logger, token string) func(http.Handler) http.Handler {
+	return requireToken(token, `send "Authorization: Bearer <token>"`, func(w http.ResponseWriter, r *http.Request, err error) {
+		Error(log, w, r, err)
+	})
+}
+
+// requireToken is the one credential and CSRF check behind RequireToken and ElyraRequireToken;
+// they differ only in how a refusal is written and what it suggests.
+func requireToken(token, hint string, fail func(http.ResponseWriter, *http.Request, error)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			method := AuthMethod(r, token)
 			if method == AuthNone {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="kfbridge"`)
-				Error(log, w, r, fmt.Errorf("%w: missing or wrong API token (send \"Authorization: Bearer <token>\")", errUnauthorized))
+				fail(w, r, fmt.Errorf("%w: missing or wrong API token (%s)", errUnauthorized, hint))
 				return
 			}
 			if !CSRFOK(r, token, method) {
-				Error(log, w, r, fmt.Errorf("%w: missing or wrong %s header on a cookie-authenticated %s", errForbidden, CSRFHeader, r.Method))
+				fail(w, r, fmt.Errorf("%w: missing or wrong %s header on a cookie-authenticated %s", errForbidden, CSRFHeader, r.Method))
 				return
 			}
 			next.ServeHTTP(w, r)

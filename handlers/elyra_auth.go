@@ -159,19 +159,6 @@ func isElyraPath(path string) bool {
 // ElyraRequireToken is RequireToken for the Elyra routes: the same credentials and CSRF rule, with
 // failures in Elyra's error shape.
 func ElyraRequireToken(log *slog.Logger, token string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			method := AuthMethod(r, token)
-			if method == AuthNone {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="kfbridge"`)
-				ElyraError(log, w, r, fmt.Errorf("%w: missing or wrong API token (send \"Authorization: Bearer <token>\", or run behind jupyter-server-proxy with --trust-proxy-auth)", errUnauthorized))
-				return
-			}
-			if !CSRFOK(r, token, method) {
-				ElyraError(log, w, r, fmt.Errorf("%w: missing or wrong %s header on a cookie-authenticated %s", errForbidden, CSRFHeader, r.Method))
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
+	return requireToken(token, `send "Authorization: Bearer <token>", or run behind jupyter-server-proxy with --trust-proxy-auth`,
+		func(w http.ResponseWriter, r *http.Request, err error) { ElyraError(log, w, r, err) })
 }
