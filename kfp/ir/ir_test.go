@@ -439,22 +439,7 @@ func TestErrors(t *testing.T) {
 }
 
 // BenchmarkCompile1000 compiles a generated 1,000-node pipeline (docs/benchmarks.md).
-func BenchmarkCompile1000(b *testing.B) {
-	p := compiletest.Generated(1000)
-	opts := compiletest.Options()
-	b.ReportAllocs()
-	var size int
-	cpu := compiletest.CPUTime()
-	for b.Loop() {
-		out, err := ir.Compile(p, opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = len(out)
-	}
-	compiletest.ReportCPU(b, cpu)
-	b.ReportMetric(float64(size), "output-bytes")
-}
+func BenchmarkCompile1000(b *testing.B) { compiletest.BenchCompile1000(b, ir.Compile) }
 
 func flagValue(args []string, flag string) string {
 	for i := 0; i+1 < len(args); i++ {

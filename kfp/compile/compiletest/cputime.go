@@ -4,6 +4,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kfbridge/kfbridge/kfp/compile"
+	"github.com/kfbridge/kfbridge/pipeline"
 )
 
 // ReportCPU adds a "cpu-ms/op" metric: process CPU time (all threads, GC included) per iteration.
@@ -20,4 +23,23 @@ func CPUTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchCompile1000 is the body of both targets' BenchmarkCompile1000: compile the generated
+// 1,000-node pipeline with Options() and report allocations, CPU time and output size.
+func BenchCompile1000(b *testing.B, compileFn func(*pipeline.Pipeline, compile.Options) ([]byte, error)) {
+	p := Generated(1000)
+	opts := Options()
+	b.ReportAllocs()
+	var size int
+	cpu := CPUTime()
+	for b.Loop() {
+		out, err := compileFn(p, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(out)
+	}
+	ReportCPU(b, cpu)
+	b.ReportMetric(float64(size), "output-bytes")
 }
