@@ -226,6 +226,35 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeletePrefix removes every object whose key starts with prefix. A prefix ending in "/" names a
+// directory, which goes in one os.RemoveAll; a missing one is not an error.
+func (l *Local) DeletePrefix(ctx context.Context, prefix string) error {
+	if prefix == "" || prefix == "/" {
+		return fmt.Errorf("delete %s: refusing to delete the whole store", l.Location())
+	}
+	if dir, ok := strings.CutSuffix(prefix, "/"); ok {
+		p, err := l.path(dir)
+		if err != nil {
+			return fmt.Errorf("delete %s*: %w", prefix, err)
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("delete %s/%s*: %w", l.Location(), prefix, err)
+		}
+		return nil
+	}
+	infos, err := l.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, in := range infos {
+		if err := l.Delete(ctx, in.Key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // notExist maps a file-system "not found" (including "a parent is a file") to ErrNotExist while
 // keeping the cause in the message.
 func notExist(err error) error {

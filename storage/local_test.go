@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -80,6 +81,46 @@ func storeContract(t *testing.T, s Store) {
 	}
 }
 
+// deletePrefixContract checks DeletePrefix: everything under the prefix goes, a neighbour whose
+// key merely shares the characters stays, and an empty prefix is refused.
+func deletePrefixContract(t *testing.T, s interface {
+	Store
+	DeletePrefix(ctx context.Context, prefix string) error
+}) {
+	t.Helper()
+	ctx := context.Background()
+	var keys []string
+	for i := range 1100 { // more than one DeleteObjects request
+		keys = append(keys, fmt.Sprintf("d/step/segments/%04d.ndjson", i))
+	}
+	keys = append(keys, "d/step/segments-x", "d/step/manifest.json")
+	for _, k := range keys {
+		if err := s.Put(ctx, k, strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeletePrefix(ctx, "d/step/segments/"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx, "d/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, in := range list {
+		left = append(left, in.Key)
+	}
+	if got := strings.Join(left, " "); got != "d/step/manifest.json d/step/segments-x" {
+		t.Fatalf("after DeletePrefix: %s", got)
+	}
+	if err := s.DeletePrefix(ctx, "d/step/segments/"); err != nil {
+		t.Fatalf("a missing prefix: %v", err)
+	}
+	if err := s.DeletePrefix(ctx, ""); err == nil {
+		t.Fatal("an empty prefix was accepted")
+	}
+}
+
 func TestLocalStore(t *testing.T) {
 	dir := t.TempDir()
 	s, err := NewLocal(dir)
@@ -87,6 +128,7 @@ func TestLocalStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	storeContract(t, s)
+	deletePrefixContract(t, s)
 	// Nothing outside the root was created by the bad keys.
 	if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "x")); err == nil {
 		t.Fatal("a bad key escaped the root")

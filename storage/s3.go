@@ -286,6 +286,37 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeletePrefix removes every object whose key starts with prefix, up to 1,000 per request
+// (DeleteObjects), so the hundreds of segments of a long step go in a few round trips.
+func (s *S3) DeletePrefix(ctx context.Context, prefix string) error {
+	if prefix == "" {
+		return fmt.Errorf("s3 delete %s: refusing to delete the whole bucket", s.Location())
+	}
+	infos, err := s.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	objects := make(chan minio.ObjectInfo)
+	go func() {
+		defer close(objects)
+		for _, in := range infos {
+			select {
+			case objects <- minio.ObjectInfo{Key: in.Key}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var errs []error
+	for e := range s.client.RemoveObjects(ctx, s.bucket, objects, minio.RemoveObjectsOptions{}) {
+		// Keep a few: one cause repeated for every key says nothing more.
+		if len(errs) < 3 {
+			errs = append(errs, s.wrap("delete", e.ObjectName, e.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Presign returns a URL that GETs the object at key without credentials for ttl (1 s to 7 days).
 // Signing is local; the object's existence is not checked.
 func (s *S3) Presign(ctx context.Context, key string, ttl time.Duration) (string, error) {

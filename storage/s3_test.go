@@ -37,6 +37,7 @@ func TestS3Store(t *testing.T) {
 	}
 	storeContract(t, st)
 	s := st.(*S3)
+	deletePrefixContract(t, s)
 	if s.Location() != srv.Endpoint+"/kfb" {
 		t.Errorf("location %q", s.Location())
 	}
