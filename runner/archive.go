@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,16 +16,19 @@ import (
 	"github.com/kfbridge/kfbridge/storage"
 )
 
-// Segment cadence: a segment is uploaded every segmentEvery, or sooner once segmentBytes are
-// waiting, so a service that cannot receive pushes can tail the log from the object store about a
-// second behind. One segment holds at most segmentMax bytes. Segments are the fallback of the push
-// path: while pushes are acknowledged they are not written (the service has every line, and a
-// flood of output does not cost a second copy); from the first moment the push path is missing or
-// falls behind, every line from seq 1 on is uploaded, to the end of the step.
+// Segment cadence: from seq 1 on, whatever the push path does, a segment is uploaded once
+// segmentEvery has passed since the oldest line not yet uploaded, or sooner once segmentBytes are
+// waiting; one segment holds at most segmentMax bytes. The store therefore always holds the log up
+// to about a second before now, so a service that gets no pushes can tail it, and a service
+// restarted after the runner died (no end record, no final archive) still serves the step up to
+// then. Only one upload is in flight: while it runs, new lines accumulate and go in the next
+// segment, so a store slower than the output gets bigger segments, never a slower step.
 const (
 	segmentEvery = time.Second
 	segmentBytes = 256 << 10
 	segmentMax   = 4 << 20
+	// segmentsDeleteWait bounds the removal of the segments at the end of the step.
+	segmentsDeleteWait = 30 * time.Second
 )
 
 // logArchive writes a step's log to the object store: NDJSON segments while the step runs, then
@@ -44,12 +45,10 @@ type logArchive struct {
 	gzPath string
 	wake   <-chan struct{}
 
-	store storage.Store
-	// pushing reports whether the push path is healthy; nil means there is none.
-	pushing    func() bool
-	segmenting bool
-	segSeq     int64 // last seq uploaded in a segment
-	segOff     int64 // offset in log.ndjson after it
+	store  storage.Store
+	segSeq int64  // last seq uploaded in a segment
+	segOff int64  // offset in log.ndjson after it
+	segBuf []byte // reused for every segment
 
 	stop chan struct{}
 	done chan struct{}
@@ -72,49 +71,85 @@ func (a *logArchive) openStore(ctx context.Context) storage.Store {
 	return a.store
 }
 
-// run compresses and uploads segments until stop is closed.
+// run uploads segments until stop is closed. It runs apart from the sink, which only signals
+// wake: an upload, however slow, never holds up the step's output.
 func (a *logArchive) run(ctx context.Context) {
 	defer close(a.done)
-	tick := time.NewTicker(segmentEvery)
-	defer tick.Stop()
-	for {
+	// stop also cancels an upload in flight: the final objects make it redundant.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
 		select {
 		case <-a.stop:
-			return
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	timer := time.NewTimer(segmentEvery)
+	timer.Stop()
+	armed := false // timer runs for the oldest line not uploaded
+	failed := false
+	for {
+		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			a.cycle(ctx)
+		case <-timer.C:
+			armed = false
+			failed = false
 		case <-a.wake:
-			if _, off := a.src.flushed(); off-a.segOff >= segmentBytes {
-				a.cycle(ctx)
+			_, off := a.src.flushed()
+			if off == a.segOff {
+				continue
 			}
+			if off-a.segOff < segmentBytes || failed {
+				if !armed {
+					timer.Reset(segmentEvery)
+					armed = true
+				}
+				continue
+			}
+		}
+		started := time.Now()
+		ok := a.cycle(ctx)
+		if armed {
+			timer.Stop()
+			armed = false
+		}
+		if _, off := a.src.flushed(); off > a.segOff {
+			// Lines arrived while the upload ran (or it failed): the oldest of them is at most
+			// as old as the upload, and a failed upload is retried a full period later.
+			wait := segmentEvery
+			if ok {
+				wait -= time.Since(started)
+			}
+			failed = !ok
+			timer.Reset(max(wait, 0))
+			armed = true
 		}
 	}
 }
 
-// cycle uploads new lines as segments.
-func (a *logArchive) cycle(ctx context.Context) {
-	if !a.segmenting {
-		if a.pushing != nil && a.pushing() {
-			return
-		}
-		a.segmenting = true
-	}
+// cycle uploads the lines flushed to log.ndjson and not yet uploaded, in segments of at most
+// segmentMax bytes. It reports false if an upload failed; the next cycle retries from the same
+// line, with whatever arrived since.
+func (a *logArchive) cycle(ctx context.Context) bool {
 	_, end := a.src.flushed()
 	store := a.openStore(ctx)
 	if store == nil {
-		return
+		return false
 	}
 	for a.segOff < end {
-		n := min(end-a.segOff, segmentMax)
-		buf := make([]byte, n)
-		if _, err := a.nd.ReadAt(buf, a.segOff); err != nil && err != io.EOF {
-			return
+		n := int(min(end-a.segOff, segmentMax))
+		if cap(a.segBuf) < n {
+			a.segBuf = make([]byte, n)
+		}
+		buf := a.segBuf[:n]
+		if k, _ := a.nd.ReadAt(buf, a.segOff); k < n {
+			return false
 		}
 		cut := bytes.LastIndexByte(buf, '\n')
 		if cut < 0 {
-			return
+			return false
 		}
 		buf = buf[:cut+1]
 		lines := int64(bytes.Count(buf, []byte{'\n'}))
@@ -123,13 +158,12 @@ func (a *logArchive) cycle(ctx context.Context) {
 		err := store.Put(uctx, a.key(name), bytes.NewReader(buf), int64(len(buf)))
 		cancel()
 		if err != nil {
-			// The store is unreachable for now: the next cycle retries from the same place, with
-			// a bigger segment.
-			return
+			return false
 		}
 		a.segSeq += lines
 		a.segOff += int64(len(buf))
 	}
+	return true
 }
 
 // compressParallel writes the first size bytes of src to dst as gzip: the input is cut into one
@@ -232,18 +266,15 @@ func (a *logArchive) finish(ctx context.Context, m manifest) error {
 	if err := store.Put(ctx, a.key(logstream.ManifestName), bytes.NewReader(b), int64(len(b))); err != nil {
 		return fmt.Errorf("upload %s: %w", logstream.ManifestName, err)
 	}
-	// The segments are redundant once the manifest is there; a store that can delete drops them.
+	// The segments are redundant once the manifest is there. A long step leaves hundreds, so
+	// they go in one batch (one directory removal, or DeleteObjects of 1,000 keys); a failure only
+	// leaves them behind, which readers ignore once the manifest exists.
 	if d, ok := store.(interface {
-		Delete(ctx context.Context, key string) error
+		DeletePrefix(ctx context.Context, prefix string) error
 	}); ok {
-		infos, err := store.List(ctx, a.key(logstream.SegmentsDir)+"/")
-		if err == nil {
-			for _, in := range infos {
-				if strings.HasSuffix(path.Base(in.Key), ".ndjson") {
-					d.Delete(ctx, in.Key)
-				}
-			}
-		}
+		dctx, cancel := context.WithTimeout(ctx, segmentsDeleteWait)
+		d.DeletePrefix(dctx, a.key(logstream.SegmentsDir)+"/")
+		cancel()
 	}
 	return nil
 }

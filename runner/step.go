@@ -69,7 +69,6 @@ func (s *step) run(ctx context.Context) int {
 	defer stopPush()
 	if c.pushURL != "" && c.runID != "" {
 		s.push = newPusher(c.pushURL, c.runID, c.stepID, s.getenv("KFBRIDGE_PUSH_TOKEN"), s.sink, logND)
-		arch.pushing = s.push.healthy
 		go s.push.run(pushCtx)
 	}
 	go arch.run(ctx)
