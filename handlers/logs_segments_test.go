@@ -228,3 +228,65 @@ func TestRunnerKilledWhilePushingServedFromSegmentsAfterServiceRestart(t *testin
 	t.Logf("runner killed holding %d pushed lines; the restarted service serves lines 1..%d from segments (%d lost, bound %d = 2 s before the kill)",
 		len(pushed), len(served), len(pushed)-len(served), bound)
 }
+
+// Ensure a service restarted mid-step with an empty store, which serves the object store, first
+// serves the running step from its segments and then continues with the runner's pushes (resent
+// from the seq it reports): the two paths overlap and the log ends whole, with every line once and
+// in order. The tail polls as often as it can here, so segments and pushes interleave.
+func TestServiceRestartMidRunServesSegmentsThenPushes(t *testing.T) {
+	f := newStepFixture(t, `import time
+for i in range(1, 8001):
+    print(f"line {i}", flush=True)
+    if i % 200 == 0:
+        time.sleep(0.1)
+`)
+	a := startService(t, serviceOptions{store: f.store})
+	addr := a.ln.Addr().String()
+	var b *service
+	var fromStore int64
+	restarted := make(chan struct{})
+	stepDone := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		for a.Logs.LastSeq(testRun, testStep) < 1000 {
+			select {
+			case <-stepDone:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		a.kill()
+		// Down for longer than the segment cadence: the store is ahead of the new service.
+		time.Sleep(1500 * time.Millisecond)
+		b = startService(t, serviceOptions{addr: addr, archive: true, store: f.store,
+			opts: logstream.Options{TailInterval: 20 * time.Millisecond, PushQuiet: 20 * time.Millisecond}})
+		// A viewer asks before the runner's next push (it is backing off): the step is loaded
+		// from its segments.
+		fromStore = int64(len(readNDJSON(t, b.URL)))
+		for deadline := time.Now().Add(2 * time.Second); fromStore == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			fromStore = b.Logs.LastSeq(testRun, testStep)
+		}
+	}()
+	code, took := f.runStep(t, a.URL)
+	close(stepDone)
+	<-restarted
+	if b == nil {
+		t.Fatal("the step ended before the service held 1,000 lines: nothing was restarted")
+	}
+	if code != 0 {
+		t.Fatalf("step exit code %d", code)
+	}
+	if fromStore == 0 {
+		t.Fatal("the restarted service held nothing of the running step 2 s after it started")
+	}
+	want, _, end := f.archived(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Logs.StepEnd(testRun, testStep) == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if e := b.Logs.StepEnd(testRun, testStep); e == nil || e.FinalSeq != end.FinalSeq {
+		t.Fatalf("restarted service: end %+v, held %d lines; manifest %+v", e, b.Logs.LastSeq(testRun, testStep), end)
+	}
+	sameLines(t, "restarted service", readNDJSON(t, b.URL), want)
+	t.Logf("step took %s; the restarted service held %d lines at the first read, then all %d", took.Round(time.Millisecond), fromStore, len(want))
+}

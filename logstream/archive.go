@@ -266,8 +266,8 @@ func (s *Store) appendStream(runID, stepID string, r io.Reader, gz bool) error {
 }
 
 // loadArchived makes a step the store does not hold readable from the archive: a finished step is
-// copied into a spool once; a step with segments only (running while no push reaches this
-// process) is tailed. It returns nil, nil when the archive has nothing for the step.
+// copied into a spool once; a running step (segments, no manifest yet: this process has not had
+// its pushes, or was restarted since) is tailed. It returns nil, nil when the archive has nothing for the step.
 func (s *Store) loadArchived(ctx context.Context, runID, stepID string) (*stepLog, error) {
 	a := s.opts.Archive
 	if a == nil {
@@ -378,7 +378,9 @@ func (s *Store) fillFromArchive(ctx context.Context, runID string, st *stepLog) 
 		}
 		return false, err
 	}
-	// A running step whose lines only reach the object store: tail it.
+	// A running step: tail it. The runner uploads segments whether or not its pushes reach this
+	// process; pushes that do arrive (resent from the seq this store reports) fill the same log,
+	// Append keeps each seq once, and the tail only polls while they are quiet.
 	st.mu.Lock()
 	st.tailing = true
 	st.mu.Unlock()

@@ -18,15 +18,20 @@ import (
 
 // Segment cadence: from seq 1 on, whatever the push path does, a segment is uploaded once
 // segmentEvery has passed since the oldest line not yet uploaded, or sooner once segmentBytes are
-// waiting; one segment holds at most segmentMax bytes. The store therefore always holds the log up
-// to about a second before now, so a service that gets no pushes can tail it, and a service
-// restarted after the runner died (no end record, no final archive) still serves the step up to
-// then. Only one upload is in flight: while it runs, new lines accumulate and go in the next
-// segment, so a store slower than the output gets bigger segments, never a slower step.
+// waiting (but not sooner than segmentGap after the previous upload); one segment holds at most
+// segmentMax bytes. The store therefore always holds the log up to about a second before now, so
+// a service that gets no pushes can tail it, and a service restarted after the runner died (no end
+// record, no final archive) still serves the step up to then. Only one upload is in flight: while
+// it runs, new lines accumulate and go in the next segment, so a store slower than the output gets
+// bigger segments, never a slower step.
 const (
 	segmentEvery = time.Second
 	segmentBytes = 256 << 10
 	segmentMax   = 4 << 20
+	// segmentGap spaces uploads triggered by size: under a flood of output a segment leaves at
+	// most every 250 ms and holds what accumulated (split at segmentMax), rather than one object
+	// per 256 KiB, whose per-object cost (a file or a PUT each) took CPU from the step.
+	segmentGap = 250 * time.Millisecond
 	// segmentsDeleteWait bounds the removal of the segments at the end of the step.
 	segmentsDeleteWait = 30 * time.Second
 )
@@ -87,44 +92,40 @@ func (a *logArchive) run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(segmentEvery)
 	timer.Stop()
-	armed := false // timer runs for the oldest line not uploaded
+	var due, last time.Time // when the next upload is due (zero: none), when the last one started
+	schedule := func(at time.Time) {
+		if due.IsZero() || at.Before(due) {
+			due = at
+			timer.Reset(time.Until(at))
+		}
+	}
 	failed := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
-			armed = false
-			failed = false
 		case <-a.wake:
 			_, off := a.src.flushed()
-			if off == a.segOff {
-				continue
+			switch {
+			case off == a.segOff:
+			case off-a.segOff >= segmentBytes && !failed:
+				schedule(last.Add(segmentGap))
+			default:
+				// The first line waiting sets the deadline; later ones do not push it back.
+				schedule(time.Now().Add(segmentEvery))
 			}
-			if off-a.segOff < segmentBytes || failed {
-				if !armed {
-					timer.Reset(segmentEvery)
-					armed = true
-				}
-				continue
-			}
+			continue
+		case <-timer.C:
 		}
-		started := time.Now()
-		ok := a.cycle(ctx)
-		if armed {
-			timer.Stop()
-			armed = false
-		}
-		if _, off := a.src.flushed(); off > a.segOff {
-			// Lines arrived while the upload ran (or it failed): the oldest of them is at most
-			// as old as the upload, and a failed upload is retried a full period later.
-			wait := segmentEvery
-			if ok {
-				wait -= time.Since(started)
-			}
-			failed = !ok
-			timer.Reset(max(wait, 0))
-			armed = true
+		due, failed = time.Time{}, false
+		last = time.Now()
+		if !a.cycle(ctx) {
+			// The store failed: retry a full period later, with whatever arrives meanwhile.
+			failed = true
+			schedule(time.Now().Add(segmentEvery))
+		} else if _, off := a.src.flushed(); off > a.segOff {
+			// Lines that arrived during the upload are at most as old as the upload.
+			schedule(last.Add(segmentEvery))
 		}
 	}
 }
