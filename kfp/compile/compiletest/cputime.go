@@ -1,10 +1,10 @@
 package compiletest
 
 import (
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kfbridge/kfbridge/internal/cputime"
 	"github.com/kfbridge/kfbridge/kfp/compile"
 	"github.com/kfbridge/kfbridge/pipeline"
 )
@@ -17,13 +17,7 @@ func ReportCPU(b *testing.B, before time.Duration) {
 }
 
 // CPUTime is the user+system CPU time of this process so far.
-func CPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func CPUTime() time.Duration { return cputime.Now() }
 
 // BenchCompile1000 is the body of both targets' BenchmarkCompile1000: compile the generated
 // 1,000-node pipeline with Options() and report allocations, CPU time and output size.
