@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +24,9 @@ type PushAuth interface {
 // LineAppender stores pushed lines.
 type LineAppender interface {
 	// AppendNDJSON stores NDJSON lines and returns the highest seq held contiguously.
-	AppendNDJSON(runID, stepID string, body []byte) (int64, error)
+	// A batch that starts after a hole waits briefly for the batches before it (the runner
+	// pipelines pushes), at most until ctx is done.
+	AppendNDJSON(ctx context.Context, runID, stepID string, body []byte) (int64, error)
 }
 
 // PushLines handles POST /api/v1/runs/{id}/steps/{step}/lines: the step runner's NDJSON lines. It
@@ -41,7 +44,7 @@ func PushLines(log *slog.Logger, auth PushAuth, store LineAppender) http.Handler
 			Error(log, w, r, fmt.Errorf("%w: read lines: %v", errBadRequest, err))
 			return
 		}
-		last, err := store.AppendNDJSON(runID, stepID, body)
+		last, err := store.AppendNDJSON(r.Context(), runID, stepID, body)
 		if err != nil {
 			Error(log, w, r, fmt.Errorf("%w: %v", errBadRequest, err))
 			return

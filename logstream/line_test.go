@@ -2,12 +2,14 @@ package logstream
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // TestCanonicalValidEveryBytePosition puts every byte that must be escaped in a JSON string, raw,
@@ -102,13 +104,13 @@ func TestAppendNDJSONSpoolsRetriedBatches(t *testing.T) {
 		bytes.TrimSuffix(batch(16, 17), []byte{'\n'}),                                              // no final newline
 	}
 	for i, b := range steps {
-		if _, err := s.AppendNDJSON("r", "s", b); err != nil {
+		if _, err := s.AppendNDJSON(context.Background(), "r", "s", b); err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
 	}
 	for i := 0; i < 300; i++ { // past the ring, and past a spool index entry
 		seq := 18 + i
-		if _, err := s.AppendNDJSON("r", "s", batch(seq)); err != nil {
+		if _, err := s.AppendNDJSON(context.Background(), "r", "s", batch(seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -182,7 +184,7 @@ func TestAppendNDJSONLargeBatch(t *testing.T) {
 	}
 	for _, badAt := range []int{10, n - 10} {
 		s := New(Options{SpoolDir: t.TempDir()})
-		_, err := s.AppendNDJSON("r", "s", mk(1, n, badAt))
+		_, err := s.AppendNDJSON(context.Background(), "r", "s", mk(1, n, badAt))
 		if err == nil || !strings.HasPrefix(err.Error(), fmt.Sprintf("line %d: ", badAt+1)) {
 			t.Fatalf("bad line %d: err %v", badAt+1, err)
 		}
@@ -194,7 +196,7 @@ func TestAppendNDJSONLargeBatch(t *testing.T) {
 	s := New(Options{SpoolDir: t.TempDir(), RingLines: 100})
 	defer s.Close()
 	for from := 1; from <= 3*n; from += n {
-		if last, err := s.AppendNDJSON("r", "s", mk(from, n, -1)); err != nil || last != int64(from+n-1) {
+		if last, err := s.AppendNDJSON(context.Background(), "r", "s", mk(from, n, -1)); err != nil || last != int64(from+n-1) {
 			t.Fatalf("batch from %d: last %d, %v", from, last, err)
 		}
 	}
@@ -210,6 +212,211 @@ func TestAppendNDJSONLargeBatch(t *testing.T) {
 				t.Fatalf("after %d: %+v %v", after, l, err)
 			}
 			after++
+		}
+	}
+}
+
+// TestAppendNDJSONOutOfOrder delivers consecutive batches concurrently in reverse order, as
+// pipelined pushes on separate connections may arrive: each waits for the lines before it, so the
+// store ends up with every line once, in order. A batch after a hole that is never filled is
+// answered with what is held once OrderWait has passed (the runner then resends from there).
+func TestAppendNDJSONOutOfOrder(t *testing.T) {
+	ts := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	batch := func(from, n int) []byte {
+		var b []byte
+		for k := from; k < from+n; k++ {
+			b = AppendJSON(b, Line{Seq: int64(k), TS: ts, Stream: Stdout, Text: fmt.Sprintf("line %d", k)})
+			b = append(b, '\n')
+		}
+		return b
+	}
+	s := New(Options{SpoolDir: t.TempDir(), RingLines: 50})
+	defer s.Close()
+	const batches, per = 8, 100
+	answers := make(chan int64, batches)
+	for i := batches - 1; i >= 0; i-- {
+		body := batch(1+i*per, per)
+		go func() {
+			last, err := s.AppendNDJSON(context.Background(), "r", "s", body)
+			if err != nil {
+				t.Error(err)
+			}
+			answers <- last
+		}()
+		time.Sleep(5 * time.Millisecond) // later batches really arrive first
+	}
+	top := int64(0)
+	for range batches {
+		top = max(top, <-answers)
+	}
+	if top != batches*per || s.LastSeq("r", "s") != batches*per {
+		t.Fatalf("held %d, answers up to %d, want %d", s.LastSeq("r", "s"), top, batches*per)
+	}
+	ch, err := s.Read(context.Background(), "r", "s", 0, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rec := range ch.Records {
+		if rec.Seq != int64(i+1) || !bytes.Contains(rec.JSON, fmt.Appendf(nil, `"line %d"`, i+1)) {
+			t.Fatalf("record %d: seq %d %s", i, rec.Seq, rec.JSON)
+		}
+	}
+	if len(ch.Records) != batches*per {
+		t.Fatalf("read %d records", len(ch.Records))
+	}
+
+	// A hole nobody fills: the batch is answered with what is held, after about OrderWait.
+	start := time.Now()
+	last, err := s.AppendNDJSON(context.Background(), "r", "s", batch(batches*per+10, 5))
+	if err != nil || last != batches*per {
+		t.Fatalf("after a hole: last %d, %v", last, err)
+	}
+	if d := time.Since(start); d < OrderWait/2 {
+		t.Fatalf("a batch after a hole was answered after %v, without waiting for the lines before it", d)
+	}
+	// A cancelled request stops waiting at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start = time.Now()
+	if _, err := s.AppendNDJSON(ctx, "r", "s", batch(batches*per+10, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > OrderWait/2 {
+		t.Fatalf("a cancelled push waited %v", d)
+	}
+}
+
+// TestCanonicalValidRefusesInvalidUTF8 checks that the fast path, which is now the only UTF-8
+// check of a pushed line, refuses invalid UTF-8 anywhere in the text or stream (ParseRecord then
+// re-encodes the line with U+FFFD) and accepts valid multi-byte text at every alignment.
+func TestCanonicalValidRefusesInvalidUTF8(t *testing.T) {
+	const form = `{"seq":7,"ts":"2026-11-28T13:00:00Z","stream":%s,"text":"%s"%s}`
+	for n := 0; n <= 40; n++ {
+		for pos := 0; pos <= n; pos++ {
+			for _, partial := range []string{"", `,"partial":true`} {
+				ok := []byte(strings.Repeat("a", pos) + "é€😀" + strings.Repeat("b", n-pos))
+				if !canonicalValid(fmt.Appendf(nil, form, `"stdout"`, ok, partial)) {
+					t.Fatalf("valid UTF-8 at %d of %d refused", pos, n)
+				}
+				for _, bad := range []string{"\xff", "\xc3", "\xe2\x82", "\xed\xa0\x80", "\xc0\xaf"} {
+					text := []byte(strings.Repeat("a", pos) + bad + strings.Repeat("b", n-pos))
+					if canonicalValid(fmt.Appendf(nil, form, `"stdout"`, text, partial)) {
+						t.Fatalf("invalid UTF-8 %q at %d of %d accepted in the text", bad, pos, n)
+					}
+					// An escape sends the text down the jsonString path.
+					esc := append([]byte(`\n`), text...)
+					if canonicalValid(fmt.Appendf(nil, form, `"stdout"`, esc, partial)) {
+						t.Fatalf("invalid UTF-8 %q accepted after an escape", bad)
+					}
+					if canonicalValid(fmt.Appendf(nil, form, `"x`+bad+`"`, "a", partial)) {
+						t.Fatalf("invalid UTF-8 %q accepted in the stream", bad)
+					}
+				}
+			}
+		}
+	}
+	rec, err := ParseRecord([]byte(`{"seq":7,"ts":"2026-11-28T13:00:00Z","stream":"stdout","text":"a` + "\xff" + `b"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := rec.Decode(); err != nil || l.Text != "a\ufffdb" || !utf8.Valid(rec.JSON) {
+		t.Fatalf("invalid UTF-8 stored as %q (%v)", rec.JSON, err)
+	}
+}
+
+// refCanonicalTS is the byte-by-byte timestamp check canonicalTS replaced, kept as its reference.
+func refCanonicalTS(b []byte, i int) (int, bool) {
+	if len(b)-i < 21 {
+		return i, false
+	}
+	t := b[i : i+20]
+	if t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' {
+		return i, false
+	}
+	for _, k := range [...]int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18} {
+		if t[k]-'0' > 9 {
+			return i, false
+		}
+	}
+	i += 19
+	if b[i] == '.' {
+		j := i + 1
+		for j < len(b) && b[j]-'0' <= 9 && j-i <= 9 {
+			j++
+		}
+		if j == i+1 || j >= len(b) {
+			return i, false
+		}
+		i = j
+	}
+	if b[i] != 'Z' {
+		return i, false
+	}
+	return i + 1, true
+}
+
+// TestCanonicalTSMatchesReference mutates every byte of timestamps with 0 to 10 fraction digits
+// into characters around the digit range and checks the word-at-a-time check agrees with the
+// byte-by-byte reference wherever a line could hold the timestamp.
+func TestCanonicalTSMatchesReference(t *testing.T) {
+	subst := []byte{'0', '9', '/', ':', '-', 'T', 'Z', '.', '"', 0, 0x7f, 0x80, 0xb9, 0xff, 'a'}
+	for frac := 0; frac <= 10; frac++ {
+		ts := "2026-12-07T09:08:07"
+		if frac > 0 {
+			ts += "." + strings.Repeat("5", frac)
+		}
+		ts += "Z"
+		for pos := -1; pos < len(ts); pos++ {
+			for _, c := range subst {
+				b := []byte(`{"seq":1,"ts":"` + ts + `","stream":"stdout","text":"x"}`)
+				i := len(`{"seq":1,"ts":"`)
+				if pos >= 0 {
+					b[i+pos] = c
+				}
+				gotI, gotOK := canonicalTS(b, i)
+				wantI, wantOK := refCanonicalTS(b, i)
+				if gotOK != wantOK || gotOK && gotI != wantI {
+					t.Fatalf("%q: got %d %v, reference %d %v", b, gotI, gotOK, wantI, wantOK)
+				}
+			}
+		}
+	}
+}
+
+// TestAppendNDJSONLargeBatchWithBlankLines sends a batch big enough to be validated in two halves
+// whose first half holds blank lines (and \r\n endings): the halves share one record array, and
+// the hole the blank lines leave must be closed, every line stored once, in order.
+func TestAppendNDJSONLargeBatchWithBlankLines(t *testing.T) {
+	ts := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	var b []byte
+	const n = 3000
+	for k := 1; k <= n; k++ {
+		b = AppendJSON(b, Line{Seq: int64(k), TS: ts, Stream: Stdout, Text: fmt.Sprintf("line %d %s", k, strings.Repeat("y", 100))})
+		switch {
+		case k < n/4 && k%10 == 0:
+			b = append(b, "\n\n\r\n"...)
+		case k%7 == 0:
+			b = append(b, '\r', '\n')
+		default:
+			b = append(b, '\n')
+		}
+	}
+	if len(b) < 2*parallelParse {
+		t.Fatal("batch too small to be split")
+	}
+	s := New(Options{SpoolDir: t.TempDir()})
+	defer s.Close()
+	last, err := s.AppendNDJSON(context.Background(), "r", "s", b)
+	if err != nil || last != n {
+		t.Fatalf("last %d, %v", last, err)
+	}
+	lines := s.Lines("r", "s", 0, 0)
+	if len(lines) != n {
+		t.Fatalf("%d lines read back", len(lines))
+	}
+	for i, l := range lines {
+		if l.Seq != int64(i+1) || !strings.HasPrefix(l.Text, fmt.Sprintf("line %d ", i+1)) {
+			t.Fatalf("line %d: %+v", i+1, l)
 		}
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // Streams a line can come from.
@@ -195,8 +194,7 @@ type stepLog struct {
 	claimed bool
 
 	mu         sync.Mutex
-	ring       []Record // the most recent lines, oldest first
-	ringBytes  int
+	ring       ring  // the most recent lines
 	last       int64 // highest seq held
 	sp         *spool
 	spErr      error
@@ -208,7 +206,8 @@ type stepLog struct {
 	endTimer   *time.Timer
 	tailing    bool
 	kick       chan struct{}
-	finished   bool // counted in Store.finished
+	finished   bool          // counted in Store.finished
+	grew       chan struct{} // closed when lines are added, if a pushed batch waits for them
 }
 
 // NewStore returns an empty store with default options and no archive.
@@ -349,37 +348,52 @@ func (s *Store) Append(runID, stepID string, lines []Line) int64 {
 	return s.AppendRecords(runID, stepID, recs)
 }
 
+// OrderWait bounds how long AppendNDJSON holds a batch that starts after a hole: the runner keeps
+// several pushes in flight on separate connections, so a batch may arrive just before the one it
+// follows. Past the bound the batch is answered with what is held, and the runner resends.
+const OrderWait = time.Second
+
 // AppendNDJSON adds lines given as NDJSON (the push body and the archive segments' format). The
-// stored records share body's memory: the caller must not modify it afterwards.
-func (s *Store) AppendNDJSON(runID, stepID string, body []byte) (int64, error) {
-	// One UTF-8 check for the whole body: newlines are ASCII, so a valid body means every line
-	// is valid. An invalid body is checked (and repaired) line by line.
-	validUTF8 := utf8.Valid(body)
-	var recs []Record
+// stored records share body's memory: the caller must not modify it afterwards. A batch whose
+// first line is not the next one waits (at most OrderWait, or until ctx is done) for the lines
+// before it, so concurrent pushes of consecutive batches are stored in order whatever order
+// they arrive in; validation happens before the wait, so it overlaps the earlier batch's append.
+func (s *Store) AppendNDJSON(ctx context.Context, runID, stepID string, body []byte) (int64, error) {
+	// One array for all the batch's records (the halves below fill its two ends), sized by its
+	// newlines: a push of a thousand lines costs one allocation here.
+	recs := make([]Record, 0, bytes.Count(body, []byte{'\n'})+1)
 	var raw bool
 	bad, err := -1, error(nil)
 	if len(body) >= parallelParse && runtime.GOMAXPROCS(0) > 1 {
 		// A large batch is validated in two halves at once: validation is most of what a push
-		// costs, and the runner waits for the answer before sending its next batch.
+		// costs, and its lines are not visible to viewers before it is done.
 		cut := len(body) / 2
 		if k := bytes.IndexByte(body[cut:], '\n'); k >= 0 {
 			cut += k + 1
 		} else {
 			cut = len(body)
 		}
+		nHead := bytes.Count(body[:cut], []byte{'\n'}) // every head line ends with a newline
 		var tail []Record
 		var tailRaw bool
 		tailBad, tailErr := -1, error(nil)
 		var wg sync.WaitGroup
-		wg.Go(func() { tail, tailRaw, tailBad, tailErr = parseNDJSON(body[cut:], validUTF8) })
-		recs, raw, bad, err = parseNDJSON(body[:cut], validUTF8)
+		wg.Go(func() { tail, tailRaw, tailBad, tailErr = parseNDJSON(recs[nHead:nHead], body[cut:]) })
+		var head []Record
+		head, raw, bad, err = parseNDJSON(recs[:0:nHead], body[:cut])
 		wg.Wait()
 		if err == nil && tailErr != nil {
-			bad, err = len(recs)+tailBad, tailErr
+			bad, err = len(head)+tailBad, tailErr
 		}
-		recs, raw = append(recs, tail...), raw && tailRaw
+		if len(head) < nHead {
+			// Blank lines in the head left a hole before the tail's records: close it.
+			recs = append(recs[:len(head)], tail...)
+		} else {
+			recs = recs[:nHead+len(tail)]
+		}
+		raw = raw && tailRaw
 	} else {
-		recs, raw, bad, err = parseNDJSON(body, validUTF8)
+		recs, raw, bad, err = parseNDJSON(recs, body)
 	}
 	if err != nil {
 		return s.LastSeq(runID, stepID), fmt.Errorf("line %d: %w", bad+1, err)
@@ -387,17 +401,48 @@ func (s *Store) AppendNDJSON(runID, stepID string, body []byte) (int64, error) {
 	if !raw {
 		body = nil
 	}
+	if len(recs) > 0 {
+		s.waitFor(ctx, runID, stepID, recs[0].Seq-1)
+	}
 	return s.appendRecords(runID, stepID, recs, body), nil
+}
+
+// waitFor waits until the step holds line seq, for at most OrderWait.
+func (s *Store) waitFor(ctx context.Context, runID, stepID string, seq int64) {
+	var timer *time.Timer
+	_, st := s.liveStep(runID, stepID)
+	for {
+		st.mu.Lock()
+		if st.last >= seq {
+			st.mu.Unlock()
+			return
+		}
+		if st.grew == nil {
+			st.grew = make(chan struct{})
+		}
+		grew := st.grew
+		st.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(OrderWait)
+			defer timer.Stop()
+		}
+		select {
+		case <-grew:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // parallelParse is the body size from which AppendNDJSON validates two halves concurrently.
 const parallelParse = 64 << 10
 
-// parseNDJSON parses the lines of body. raw reports whether body is exactly the records' stored
+// parseNDJSON parses the lines of body, appending them to recs. raw reports whether body is exactly the records' stored
 // encodings, each followed by one newline (the runner's case: the spool then takes the body in
 // one write). On error, bad is the index of the record that failed.
-func parseNDJSON(body []byte, validUTF8 bool) (recs []Record, raw bool, bad int, err error) {
-	recs = make([]Record, 0, bytes.Count(body, []byte{'\n'})+1)
+func parseNDJSON(recs []Record, body []byte) (_ []Record, raw bool, bad int, err error) {
 	raw = true
 	for rest := body; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')
@@ -412,7 +457,7 @@ func parseNDJSON(body []byte, validUTF8 bool) (recs []Record, raw bool, bad int,
 			raw = false
 			continue
 		}
-		rec, kept, err := parseRecord(line, false, validUTF8)
+		rec, kept, err := parseRecord(line, false)
 		if err != nil {
 			return recs, false, len(recs), err
 		}
@@ -440,6 +485,7 @@ func (s *Store) appendRecords(runID, stepID string, recs []Record, raw []byte) i
 	spoolSpan := func(to int) {
 		if first >= 0 {
 			s.spoolLocked(st, recs[first:to], raw[from:off])
+			s.ringLocked(st, recs[first:to])
 			first = -1
 		}
 	}
@@ -461,7 +507,7 @@ func (s *Store) appendRecords(runID, stepID string, recs []Record, raw []byte) i
 				first, from = i, off
 			}
 			off += len(rec.JSON) + 1
-			s.ringLocked(st, rec)
+			st.last = rec.Seq // the span goes to the ring in one piece (spoolSpan)
 		} else {
 			s.addLocked(st, rec)
 		}
@@ -471,6 +517,10 @@ func (s *Store) appendRecords(runID, stepID string, recs []Record, raw []byte) i
 		spoolSpan(i)
 	}
 	if added {
+		if st.grew != nil {
+			close(st.grew)
+			st.grew = nil
+		}
 		if st.sp != nil {
 			if err := st.sp.flush(); err != nil && st.spErr == nil {
 				st.spErr = err
@@ -516,30 +566,18 @@ func (s *Store) addLocked(st *stepLog, rec Record) {
 			st.spErr = err
 		}
 	}
-	s.ringLocked(st, rec)
+	s.ringLocked(st, []Record{rec})
 }
 
-// ringLocked stores one record in the ring; the caller has spooled it. The caller holds st.mu.
-func (s *Store) ringLocked(st *stepLog, rec Record) {
-	if len(st.ring) == cap(st.ring) {
-		// The ring slides forward through its array; when the array is used up, the live lines
-		// move to one of twice their number, so each line is copied about once (append's
-		// 1.25× growth of a large slice would copy it about four times).
-		ring := make([]Record, len(st.ring), 2*len(st.ring)+64)
-		copy(ring, st.ring)
-		st.ring = ring
+// ringLocked stores records with consecutive seqs after st.last in the ring; the caller has
+// spooled them. The caller holds st.mu.
+func (s *Store) ringLocked(st *stepLog, span []Record) {
+	if len(span) == 0 {
+		return
 	}
-	st.ring = append(st.ring, rec)
-	st.ringBytes += len(rec.JSON)
-	st.last = rec.Seq
-	drop := 0
-	for len(st.ring)-drop > 1 && (len(st.ring)-drop > s.opts.RingLines || st.ringBytes > s.opts.RingBytes) {
-		st.ringBytes -= len(st.ring[drop].JSON)
-		drop++
-	}
-	if drop > 0 {
-		st.ring = st.ring[drop:]
-	}
+	st.ring.push(span)
+	st.last = span[len(span)-1].Seq
+	st.ring.trim(s.opts.RingLines, s.opts.RingBytes)
 }
 
 func (st *stepLog) completeLocked() bool {
@@ -569,13 +607,8 @@ func (s *Store) endedLocked(st *stepLog) {
 		st.endTimer.Stop()
 		st.endTimer = nil
 	}
-	if len(st.ring) > endedRingLines && st.sp != nil && st.spErr == nil {
-		keep := append([]Record(nil), st.ring[len(st.ring)-endedRingLines:]...)
-		st.ring = keep
-		st.ringBytes = 0
-		for _, r := range keep {
-			st.ringBytes += len(r.JSON)
-		}
+	if st.sp != nil && st.spErr == nil {
+		st.ring.keepLast(endedRingLines)
 	}
 }
 
@@ -603,7 +636,7 @@ func (s *Store) unload(runID string, st *stepLog) {
 		st.sp = nil
 	}
 	st.spErr = errUnloaded
-	st.ring, st.ringBytes = nil, 0
+	st.ring = ring{}
 	st.mu.Unlock()
 }
 
@@ -893,17 +926,10 @@ func (s *Store) Read(ctx context.Context, runID, stepID string, after int64, max
 		st.mu.Unlock()
 		return c, nil
 	}
-	ringFirst := st.last - int64(len(st.ring)) + 1
+	ringFirst := st.last - int64(st.ring.n) + 1
 	if after+1 >= ringFirst {
-		i := int(after + 1 - ringFirst)
-		n := 0
-		j := i
-		for j < len(st.ring) && (j == i || n+len(st.ring[j].JSON) <= maxBytes) {
-			n += len(st.ring[j].JSON)
-			j++
-		}
-		c.Records = append([]Record(nil), st.ring[i:j]...)
-		if j == len(st.ring) && st.completeLocked() && st.last >= st.end.FinalSeq {
+		c.Records = st.ring.from(int(after+1-ringFirst), maxBytes)
+		if len(c.Records) > 0 && c.Records[len(c.Records)-1].Seq == st.last && st.completeLocked() && st.last >= st.end.FinalSeq {
 			e := *st.end
 			c.End = &e
 		}
