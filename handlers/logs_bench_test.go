@@ -7,8 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/kfbridge/kfbridge/internal/logtest"
 	"github.com/kfbridge/kfbridge/logstream"
 	"github.com/kfbridge/kfbridge/storage"
 )
@@ -155,8 +154,8 @@ func BenchmarkPythonMillionLines(b *testing.B) {
 		var lastTS time.Time
 		go func() {
 			// The viewer checks that every seq arrives once and in order, scanning frames
-			// (leanFollow) rather than decoding them: a browser's parsing is not the service's
-			// cost, and on this 2-core machine it would compete with the step.
+			// (logtest.LeanFollow) rather than decoding them: a browser's parsing is not the
+			// service's cost, and on this 2-core machine it would compete with the step.
 			var err error
 			for {
 				conn, derr := v.dial(ctx)
@@ -164,7 +163,7 @@ func BenchmarkPythonMillionLines(b *testing.B) {
 					err = derr
 					break
 				}
-				last, ended := leanFollow(conn, v.last)
+				last, ended := logtest.LeanFollow(conn, v.last)
 				conn.Close()
 				v.mu.Lock()
 				v.last = last
@@ -219,165 +218,6 @@ func lastLineTS(svc *service) (time.Time, error) {
 	}
 	l, err := ch.Records[0].Decode()
 	return l.TS, err
-}
-
-// producerLines is the NDJSON a Go producer pushes: n lines of about 100 bytes of text.
-func producerLines(n int) [][]byte {
-	var batches [][]byte
-	var buf []byte
-	ts := time.Now()
-	text := strings.Repeat("p", 90)
-	for i := 1; i <= n; i++ {
-		buf = logstream.AppendJSON(buf, logstream.Line{Seq: int64(i), TS: ts, Stream: logstream.Stdout, Text: fmt.Sprintf("%07d %s", i, text)})
-		buf = append(buf, '\n')
-		if len(buf) >= 256<<10 || i == n {
-			batches = append(batches, buf)
-			buf = nil
-		}
-	}
-	return batches
-}
-
-// BenchmarkStepThroughput measures the sustained rate of one step: a Go producer pushes 1,000,000
-// lines through the push endpoint (256 KiB NDJSON requests, like the runner) while one websocket
-// viewer follows, against the same bytes over one raw loopback TCP connection.
-func BenchmarkStepThroughput(b *testing.B) {
-	const n = 1_000_000
-	batches := producerLines(n)
-	var total int64
-	for _, bt := range batches {
-		total += int64(len(bt))
-	}
-	var ours, raw time.Duration
-	cnt, evictions := 0, 0
-	for b.Loop() {
-		raw += rawTCP(b, batches, n)
-		svc := startService(b, serviceOptions{})
-		lv := newViewer(svc.URL)
-		done := make(chan int64, 1)
-		go func() {
-			// Resume after any drop (a viewer more than the in-memory window behind is closed
-			// with 4008 by design) until the step_end arrives.
-			for {
-				conn, err := lv.dial(context.Background())
-				if err != nil {
-					done <- lv.last
-					return
-				}
-				last, ended := leanFollow(conn, lv.last)
-				conn.Close()
-				lv.mu.Lock()
-				lv.last = last
-				lv.mu.Unlock()
-				if ended {
-					done <- last
-					return
-				}
-				evictions++
-			}
-		}()
-		start := time.Now()
-		client := &http.Client{}
-		for _, bt := range batches {
-			req, _ := http.NewRequest(http.MethodPost, svc.URL+"/api/v1/runs/"+testRun+"/steps/"+testStep+"/lines", bytes.NewReader(bt))
-			req.Header.Set("Authorization", "Bearer "+pushToken)
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		svc.Logs.SetEnd(testRun, testStep, logstream.End{FinalSeq: n})
-		if got := <-done; got != n {
-			b.Fatalf("viewer got %d lines in order", got)
-		}
-		ours += time.Since(start)
-		svc.kill()
-		cnt++
-	}
-	d := time.Duration(cnt)
-	b.ReportMetric(float64(n)/(ours/d).Seconds(), "lines/s")
-	b.ReportMetric(float64(total)/(ours/d).Seconds()/1e6, "MB/s")
-	b.ReportMetric(float64(total)/(raw/d).Seconds()/1e6, "tcp-MB/s")
-	b.ReportMetric(float64(raw)/float64(ours), "ratio-vs-tcp")
-	b.ReportMetric(float64(evictions)/float64(cnt), "reconnects")
-}
-
-// leanFollow reads lines frames after seq last until step_end, checking that seqs arrive in order
-// without holes by scanning the frames rather than decoding them (a browser's cost is not the
-// service's). It returns the last seq and whether the step ended.
-func leanFollow(c *websocket.Conn, last int64) (int64, bool) {
-	var buf bytes.Buffer // reused for every frame, as a browser's reader would
-	for {
-		_, r, err := c.NextReader()
-		if err != nil {
-			return last, false
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			return last, false
-		}
-		msg := buf.Bytes()
-		if bytes.HasPrefix(msg, []byte(`{"type":"step_end"`)) {
-			return last, true
-		}
-		for rest := msg; ; {
-			i := bytes.Index(rest, []byte(`{"seq":`))
-			if i < 0 {
-				break
-			}
-			rest = rest[i+7:]
-			j := bytes.IndexByte(rest, ',')
-			seq, _ := strconv.ParseInt(string(rest[:j]), 10, 64)
-			if seq <= last {
-				continue
-			}
-			if seq != last+1 {
-				return last, true // a hole: reported by the caller's count
-			}
-			last = seq
-		}
-	}
-}
-
-// rawTCP sends the batches over one loopback TCP connection to a reader counting lines.
-func rawTCP(b *testing.B, batches [][]byte, n int) time.Duration {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan time.Time, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 256<<10)
-		lines := 0
-		for lines < n {
-			k, err := c.Read(buf)
-			lines += bytes.Count(buf[:k], []byte{'\n'})
-			if err != nil {
-				break
-			}
-		}
-		got <- time.Now()
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	start := time.Now()
-	for _, bt := range batches {
-		if _, err := c.Write(bt); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return (<-got).Sub(start)
 }
 
 // BenchmarkThousandViewers connects 1,000 websocket viewers to one step, measures the memory

@@ -16,13 +16,26 @@ import (
 	"github.com/kfbridge/kfbridge/logstream"
 )
 
-// Push timing. The pusher sends whatever is readable as soon as the previous request returns, so
-// batches grow with the output rate and an idle step's line leaves at once (no timer delay).
+// Push timing. The pusher sends whatever is readable as soon as a request slot is free, so batches
+// grow with the output rate and an idle step's line leaves at once (no timer delay).
 const (
 	pushTimeout    = 10 * time.Second       // one request
 	pushBackoffMin = 100 * time.Millisecond // first retry after a failure
 	pushBackoffMax = 5 * time.Second
 	pushMaxBatch   = 256 << 10 // bytes of NDJSON per request
+	// pushWindow is how many requests may be in flight at once, each on its own connection: with
+	// one, the step's output waits a whole round trip (service validation, spool write, answer)
+	// per batch; with several, the service validates one batch while it stores the one before,
+	// and the runner reads the next. The service stores batches in seq order whatever order
+	// they arrive in (logstream.OrderWait).
+	pushWindow = 3
+	// pushPipelineMin is how much unsent output opens a further request while one is in flight:
+	// a step printing at a moderate rate keeps to one request at a time (fewer, fuller batches),
+	// a flood of output uses the whole window.
+	pushPipelineMin = 64 << 10
+	// mapSize is how much of log.ndjson the pusher maps: more than a step at the log limit
+	// writes (1 GiB of text is about 1.3 GiB of NDJSON). Past it, batches are read with ReadAt.
+	mapSize = 4 << 30
 	// pushStall is how long a finished step keeps waiting for a service that makes no progress.
 	pushStall = 2 * time.Second
 )
@@ -39,7 +52,8 @@ type pusher struct {
 	src    *sink
 	file   *os.File // log.ndjson, read with ReadAt
 	wake   <-chan struct{}
-	buf    []byte // read buffer of the run goroutine
+	bufs   [][]byte // free read buffers of the run goroutine, one per request in flight
+	mapped []byte   // log.ndjson mapped read-only (nil: read with ReadAt), used by run only
 
 	mu       sync.Mutex
 	acked    int64 // highest seq the service holds, as it last told us
@@ -53,110 +67,233 @@ type pusher struct {
 
 func newPusher(base, runID, stepID, token string, src *sink, file *os.File) *pusher {
 	u := strings.TrimRight(base, "/") + "/api/v1/runs/" + url.PathEscape(runID) + "/steps/" + url.PathEscape(stepID)
+	// One idle connection per request slot, so a pipelined flood does not open and close
+	// connections.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = pushWindow
 	return &pusher{url: u + "/lines", endURL: u + "/end", token: token, src: src, file: file,
-		client: &http.Client{Timeout: pushTimeout}, wake: src.subscribe(),
+		client: &http.Client{Timeout: pushTimeout, Transport: tr}, wake: src.subscribe(),
 		closing: make(chan struct{}), done: make(chan struct{}), progress: time.Now()}
 }
 
+// pushBatch is one request: lines first..last, at offsets off..end of log.ndjson.
+type pushBatch struct {
+	first, last int64
+	off, end    int64
+	body        []byte // the NDJSON sent
+	buf         []byte // the read buffer holding body, returned to the free list after
+}
+
+type pushResult struct {
+	b    pushBatch
+	last int64 // the service's answer: the highest seq it holds
+	err  error
+}
+
 // run sends lines until ctx is done, or finish was called and the service holds every line and
-// the end record.
+// the end record. Up to pushWindow requests are in flight; their answers may come back in any
+// order. Any surprise — an error, or an answer below the batch's last line (the service restarted,
+// or a batch waited in vain for the one before it) — drains the window and starts again from
+// what the service holds.
 func (p *pusher) run(ctx context.Context) {
 	defer close(p.done)
-	backoff := pushBackoffMin
-	var nextSeq, nextOff int64 = 1, 0 // where the next batch starts in log.ndjson, if known
-	closing := p.closing
-	fail := func(err error) bool {
-		p.mu.Lock()
-		p.lastErr = err
-		p.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
+	p.mapped = mapLog(p.file, mapSize)
+	// Unmapped after the drain below (deferred calls run last first): no request still reads it.
+	defer func() {
+		unmapLog(p.mapped)
+		p.mapped = nil
+	}()
+	results := make(chan pushResult, pushWindow)
+	inflight := 0
+	defer func() {
+		for ; inflight > 0; inflight-- {
+			<-results
 		}
-		backoff = min(backoff*2, pushBackoffMax)
-		return true
-	}
+	}()
+	backoff := pushBackoffMin
+	// sentSeq/sentOff: the last line handed to a request and the offset after it; valid only
+	// while known (after a resync they are looked up from the acked seq through the index).
+	var sentSeq, sentOff int64
+	known := true
+	failed := false  // reading log.ndjson or sending the end failed: drain, back off, resend from acked
+	low := int64(-1) // lowest short answer seen while draining (-1: none)
+	closing := p.closing
 	for {
 		p.mu.Lock()
 		acked, end, endSent := p.acked, p.end, p.endSent
 		p.mu.Unlock()
-		flushedSeq, flushedOff := p.src.flushed()
-		if acked >= flushedSeq {
-			if end != nil && acked >= end.FinalSeq {
-				if endSent {
-					return
-				}
-				if err := p.sendEnd(ctx, *end); err != nil {
-					if !fail(err) {
-						return
-					}
-					continue
-				}
+		if inflight == 0 && (failed || low >= 0) {
+			if low >= 0 {
+				// Trust the lowest answer: resending lines the service holds is harmless (it
+				// ignores them), skipping lines it lost is not.
 				p.mu.Lock()
-				p.endSent, p.lastErr, p.progress = true, nil, time.Now()
+				p.acked = low
+				acked = low
 				p.mu.Unlock()
+				low = -1
+			}
+			if failed {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, pushBackoffMax)
+				failed = false
+			}
+			sentSeq, known = acked, false
+		}
+		flushedSeq, flushedOff := p.src.flushed()
+		// Fill the window.
+		for !failed && low < 0 && inflight < pushWindow && sentSeq < flushedSeq {
+			if !known {
+				var first int64
+				first, sentOff = p.src.offsetOf(sentSeq + 1)
+				b, err := p.read(first, sentOff, sentSeq, flushedOff)
+				if err != nil {
+					p.setErr(err)
+					failed = true
+					break
+				}
+				known = true
+				p.start(ctx, b, results, 0)
+				inflight++
+				sentSeq, sentOff = b.last, b.end
+				continue
+			}
+			if inflight > 0 && flushedOff-sentOff < pushPipelineMin {
+				break
+			}
+			b, err := p.read(sentSeq+1, sentOff, sentSeq, flushedOff)
+			if err != nil {
+				p.setErr(err)
+				failed = true
+				break
+			}
+			p.start(ctx, b, results, 0)
+			inflight++
+			sentSeq, sentOff = b.last, b.end
+		}
+		if inflight == 0 && !failed && low < 0 && acked >= flushedSeq && end != nil && acked >= end.FinalSeq {
+			if endSent {
 				return
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.wake:
-			case <-closing:
-				closing = nil
+			if err := p.sendEnd(ctx, *end); err != nil {
+				p.setErr(err)
+				failed = true
+				continue
 			}
+			p.mu.Lock()
+			p.endSent, p.lastErr, p.progress = true, nil, time.Now()
+			p.mu.Unlock()
+			return
+		}
+		if inflight == 0 && (failed || low >= 0) {
 			continue
 		}
-		if nextSeq != acked+1 {
-			// The service holds something else than we assumed (it restarted, or a retry): find
-			// acked+1 in the file through the index.
-			nextSeq, nextOff = p.src.offsetOf(acked + 1)
-		}
-		body, bodyOff, lastSeq, err := p.read(nextSeq, nextOff, acked, flushedOff)
-		if err != nil {
-			if !fail(err) {
-				return
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-results:
+			inflight--
+			switch {
+			case r.err != nil && low < 0:
+				// Send the same batch again after the backoff while the batches after it stay
+				// in flight: the service holds those until this one arrives (OrderWait), so one
+				// lost request costs one retry, not the window.
+				p.setErr(r.err)
+				p.start(ctx, r.b, results, backoff)
+				inflight++
+				backoff = min(backoff*2, pushBackoffMax)
+			case r.err != nil:
+				p.setErr(r.err)
+				p.free(r.b)
+			case r.last < r.b.last:
+				// The service lacks lines before this batch: it restarted, or the batch waited
+				// in vain for one before it. Drain the window and resend from what it holds.
+				p.free(r.b)
+				if low < 0 || r.last < low {
+					low = r.last
+				}
+			default:
+				p.free(r.b)
+				backoff = pushBackoffMin
+				p.mu.Lock()
+				p.acked = max(p.acked, r.last)
+				p.lastErr, p.progress = nil, time.Now()
+				p.mu.Unlock()
 			}
-			continue
-		}
-		last, err := p.send(ctx, body)
-		if err != nil {
-			if !fail(err) {
-				return
-			}
-			continue
-		}
-		backoff = pushBackoffMin
-		p.mu.Lock()
-		p.acked, p.lastErr, p.progress = last, nil, time.Now()
-		p.mu.Unlock()
-		if last == lastSeq {
-			nextSeq, nextOff = lastSeq+1, bodyOff+int64(len(body))
+		case <-p.wake:
+		case <-closing:
+			closing = nil
 		}
 	}
 }
 
-// read returns the NDJSON of lines after acked, its offset in the file and its last seq. The scan
-// starts at line first (offset off); the batch holds up to pushMaxBatch bytes (at least one line)
-// of the readable size end.
-func (p *pusher) read(first, off, acked, end int64) ([]byte, int64, int64, error) {
+// free returns a batch's read buffer (if it has one: mapped batches do not) to the free list.
+func (p *pusher) free(b pushBatch) {
+	if b.buf != nil {
+		p.bufs = append(p.bufs, b.buf)
+	}
+}
+
+func (p *pusher) setErr(err error) {
+	p.mu.Lock()
+	p.lastErr = err
+	p.mu.Unlock()
+}
+
+// start sends batch b in its own goroutine after delay; the result arrives on results (buffered
+// for the whole window, so the goroutine never blocks).
+func (p *pusher) start(ctx context.Context, b pushBatch, results chan<- pushResult, delay time.Duration) {
+	go func() {
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				results <- pushResult{b: b, err: ctx.Err()}
+				return
+			case <-t.C:
+			}
+		}
+		last, err := p.send(ctx, b.body)
+		results <- pushResult{b: b, last: last, err: err}
+	}()
+}
+
+// read returns the batch of lines after skip, starting the scan at line first (offset off): up to
+// pushMaxBatch bytes (at least one line) of the readable size end.
+func (p *pusher) read(first, off, skip, end int64) (pushBatch, error) {
 	n := end - off
 	if n > pushMaxBatch {
 		n = pushMaxBatch
 	}
-	for {
-		// The buffer is reused: send is done with a batch before the next read.
-		if int64(cap(p.buf)) < n {
-			p.buf = make([]byte, n)
+	var buf []byte
+	if end > int64(len(p.mapped)) {
+		if k := len(p.bufs); k > 0 {
+			buf, p.bufs = p.bufs[k-1], p.bufs[:k-1]
 		}
-		buf := p.buf[:n]
-		if _, err := p.file.ReadAt(buf, off); err != nil && err != io.EOF {
-			return nil, 0, 0, fmt.Errorf("read log spool: %w", err)
+	}
+	for {
+		if end <= int64(len(p.mapped)) {
+			// The written part of a mapped log.ndjson: no copy (buf stays nil, nothing to
+			// return to the free list).
+			buf = p.mapped[off : off+n : off+n]
+		} else {
+			if int64(cap(buf)) < n {
+				buf = make([]byte, n)
+			}
+			buf = buf[:n]
+			if _, err := p.file.ReadAt(buf, off); err != nil && err != io.EOF {
+				p.bufs = append(p.bufs, buf)
+				return pushBatch{}, fmt.Errorf("read log spool: %w", err)
+			}
 		}
 		// Skip lines the service already holds (only after a resume from an index entry).
 		seq := first
 		start := 0
-		for seq <= acked {
+		for seq <= skip {
 			i := bytes.IndexByte(buf[start:], '\n')
 			if i < 0 {
 				break
@@ -165,12 +302,20 @@ func (p *pusher) read(first, off, acked, end int64) ([]byte, int64, int64, error
 			seq++
 		}
 		cut := bytes.LastIndexByte(buf, '\n')
-		if seq > acked && cut >= start {
+		if seq > skip && cut >= start {
 			body := buf[start : cut+1]
-			return body, off + int64(start), seq - 1 + int64(bytes.Count(body, []byte{'\n'})), nil
+			last := seq - 1 + int64(bytes.Count(body, []byte{'\n'}))
+			b := pushBatch{first: seq, last: last, off: off + int64(start), end: off + int64(cut+1), body: body}
+			if end > int64(len(p.mapped)) {
+				b.buf = buf
+			}
+			return b, nil
 		}
 		if off+n >= end {
-			return nil, 0, 0, fmt.Errorf("read log spool: no complete line after seq %d", acked)
+			if end > int64(len(p.mapped)) {
+				p.bufs = append(p.bufs, buf)
+			}
+			return pushBatch{}, fmt.Errorf("read log spool: no complete line after seq %d", skip)
 		}
 		// A line (or the lines to skip) is longer than the window: widen it.
 		n = min(n*2, end-off)
