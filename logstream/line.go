@@ -36,7 +36,29 @@ func appendLine[S string | []byte](dst []byte, seq int64, ts time.Time, stream s
 	dst = append(dst, `{"seq":`...)
 	dst = strconv.AppendInt(dst, seq, 10)
 	dst = append(dst, `,"ts":"`...)
-	dst = ts.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = AppendTS(dst, ts)
+	return appendRest(dst, stream, text, partial)
+}
+
+// AppendTS appends ts as the canonical encoding writes it: UTC, RFC 3339 with the fraction's
+// trailing zeros dropped.
+func AppendTS(dst []byte, ts time.Time) []byte {
+	return ts.UTC().AppendFormat(dst, time.RFC3339Nano)
+}
+
+// AppendJSONBytesTS is AppendJSONBytes with the timestamp already formatted by AppendTS. The
+// runner stamps the lines of one read from a pipe with one timestamp, so it formats that once
+// rather than once per line (formatting cost as much as encoding a 100-byte text).
+func AppendJSONBytesTS(dst []byte, seq int64, ts []byte, stream string, text []byte, partial bool) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendInt(dst, seq, 10)
+	dst = append(dst, `,"ts":"`...)
+	dst = append(dst, ts...)
+	return appendRest(dst, stream, text, partial)
+}
+
+// appendRest appends what follows the timestamp's digits.
+func appendRest[S string | []byte](dst []byte, stream string, text S, partial bool) []byte {
 	dst = append(dst, `","stream":`...)
 	dst = appendString(dst, stream)
 	dst = append(dst, `,"text":`...)
@@ -54,29 +76,67 @@ const hexDigits = "0123456789abcdef"
 // invalid UTF-8 becomes \ufffd.
 func appendString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
+	start := 0 // s[start:i] is still to be copied as is
+	for i := 0; i < len(s); {
+		// Find the next byte that needs an escape, eight bytes at a time (most text has a few
+		// per line at most), noting whether the run before it has a non-ASCII byte: only then
+		// is its UTF-8 checked. Such bytes are all ASCII, so a run never ends inside a valid
+		// UTF-8 sequence.
+		j, high := i, uint64(0)
+		for len(s)-j >= 8 {
+			w := load64(s, j)
+			if m := special(w); m != 0 {
+				// The lowest flagged byte is exact: the first byte to escape.
+				k := bits.TrailingZeros64(m) / 8
+				high |= w & (1<<(8*k) - 1)
+				j += k
+				break
+			}
+			high |= w
+			j += 8
+		}
+		for ; j < len(s); j++ {
+			c := s[j]
+			if c < 0x20 || c == '"' || c == '\\' {
+				break
+			}
+			high |= uint64(c)
+		}
+		if high&highs != 0 && !validUTF8(s[i:j]) {
+			dst = append(dst, s[start:i]...)
+			dst = appendReplacingInvalid(dst, s[i:j])
+			start = j
+		}
+		if j >= len(s) {
+			break
+		}
+		dst = append(dst, s[start:j]...)
+		switch c := s[j]; c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i = j + 1
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// appendReplacingInvalid appends s, which needs no escape, with every byte that does not start
+// a valid UTF-8 sequence replaced by the escape \ufffd.
+func appendReplacingInvalid[S string | []byte](dst []byte, s S) []byte {
 	start := 0
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
+		if s[i] < utf8.RuneSelf {
 			i++
-			start = i
 			continue
 		}
 		r, size := decodeRune(s[i:])
@@ -89,8 +149,26 @@ func appendString[S string | []byte](dst []byte, s S) []byte {
 		}
 		i += size
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
+}
+
+// validUTF8 is utf8.Valid or utf8.ValidString, whichever fits s.
+func validUTF8[S string | []byte](s S) bool {
+	switch v := any(s).(type) {
+	case string:
+		return utf8.ValidString(v)
+	case []byte:
+		return utf8.Valid(v)
+	}
+	panic("unreachable")
+}
+
+// load64 reads s[i:i+8] as a little-endian word; the compiler turns the shifts into one load for
+// both a string and a byte slice.
+func load64[S string | []byte](s S, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // decodeRune is utf8.DecodeRune or utf8.DecodeRuneInString, whichever fits s, so appendString
