@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/kfbridge/kfbridge/logstream"
 )
 
 // maxPushBody caps one push request; the runner sends at most 256 KiB per request.
@@ -25,8 +27,9 @@ type PushAuth interface {
 type LineAppender interface {
 	// AppendNDJSON stores NDJSON lines and returns the highest seq held contiguously.
 	// A batch that starts after a hole waits briefly for the batches before it (the runner
-	// pipelines pushes), at most until ctx is done.
-	AppendNDJSON(ctx context.Context, runID, stepID string, body []byte) (int64, error)
+	// pipelines pushes), at most until ctx is done. body comes from logstream.GetBody; the store
+	// owns it from the call on.
+	AppendPooled(ctx context.Context, runID, stepID string, body []byte) (int64, error)
 }
 
 // PushLines handles POST /api/v1/runs/{id}/steps/{step}/lines: the step runner's NDJSON lines. It
@@ -44,7 +47,7 @@ func PushLines(log *slog.Logger, auth PushAuth, store LineAppender) http.Handler
 			Error(log, w, r, fmt.Errorf("%w: read lines: %v", errBadRequest, err))
 			return
 		}
-		last, err := store.AppendNDJSON(r.Context(), runID, stepID, body)
+		last, err := store.AppendPooled(r.Context(), runID, stepID, body)
 		if err != nil {
 			Error(log, w, r, fmt.Errorf("%w: %v", errBadRequest, err))
 			return
@@ -53,13 +56,14 @@ func PushLines(log *slog.Logger, auth PushAuth, store LineAppender) http.Handler
 	})
 }
 
-// readPushBody reads a push request's body into one fresh buffer (the store keeps it: its lines
-// share its memory). A body of announced length is read into exactly that much memory, without
-// the regrowth a bytes.Buffer does to look for EOF.
+// readPushBody reads a push request's body into a buffer from the store's pool (the store keeps
+// it while its lines are in memory, then reuses it: a fresh buffer would be zeroed first, which
+// costs as much as validating the lines). A body of announced length is read into exactly that
+// much memory, without the regrowth a bytes.Buffer does to look for EOF.
 func readPushBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, maxPushBody)
 	if n := r.ContentLength; n > 0 && n <= maxPushBody {
-		buf := make([]byte, n)
+		buf := logstream.GetBody(int(n))
 		if _, err := io.ReadFull(body, buf); err != nil {
 			return nil, err
 		}

@@ -522,7 +522,29 @@ func (c *wsConn) sendStep(sub *wsSub, id string) (bool, error) {
 		return false, nil
 	}
 	after := sub.pos[id]
-	ch, err := c.cfg.Logs.Read(c.ctx, sub.run, id, after, maxBatchBytes)
+	prefix := sub.prefix[id]
+	if prefix == nil {
+		prefix = linesPrefix(sub.run, id)
+		sub.prefix[id] = prefix
+	}
+	// Frame buffers come from a pool, so idle viewers hold none. The lines are copied into the
+	// frame while the store guarantees them (ReadTo): the store reuses push bodies' memory.
+	bp := framePool.Get().(*[]byte)
+	frame := (*bp)[:0]
+	ch, err := c.cfg.Logs.ReadTo(c.ctx, sub.run, id, after, maxBatchBytes, func(part []logstream.Record) {
+		if len(frame) == 0 {
+			frame = append(frame, prefix...)
+		} else {
+			frame = append(frame, ',')
+		}
+		frame = appendRecords(frame, part)
+	})
+	defer func() {
+		if cap(frame) <= 2*maxBatchBytes { // a frame of one giant line does not go back
+			*bp = frame[:0]
+			framePool.Put(bp)
+		}
+	}()
 	if errors.Is(err, logstream.ErrNoStep) {
 		return false, nil
 	}
@@ -546,21 +568,9 @@ func (c *wsConn) sendStep(sub *wsSub, id string) (bool, error) {
 		}
 		sent = true
 	}
-	if len(ch.Records) > 0 {
-		prefix := sub.prefix[id]
-		if prefix == nil {
-			prefix = linesPrefix(sub.run, id)
-			sub.prefix[id] = prefix
-		}
-		// Frame buffers come from a pool, so idle viewers hold none.
-		bp := framePool.Get().(*[]byte)
-		frame := linesFrame((*bp)[:0], prefix, ch.Records)
-		err := c.write(frame)
-		if cap(frame) <= 2*maxBatchBytes { // a frame of one giant line does not go back
-			*bp = frame
-			framePool.Put(bp)
-		}
-		if err != nil {
+	if len(frame) > 0 {
+		frame = append(frame, ']', '}')
+		if err := c.write(frame); err != nil {
 			return false, err
 		}
 		c.lastLines = time.Now()
@@ -686,15 +696,14 @@ func linesPrefix(run, step string) []byte {
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, maxBatchBytes+4096); return &b }}
 
-// linesFrame appends a lines frame around the stored encodings to b: lines are never re-encoded
-// per viewer.
-func linesFrame(b, prefix []byte, recs []logstream.Record) []byte {
-	b = append(b, prefix...)
+// appendRecords appends the records' stored encodings to b, separated by commas: a lines frame is
+// the line prefix, these, and "]}"; lines are never re-encoded per viewer.
+func appendRecords(b []byte, recs []logstream.Record) []byte {
 	for i, r := range recs {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, r.JSON...)
 	}
-	return append(b, ']', '}')
+	return b
 }

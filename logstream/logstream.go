@@ -359,6 +359,16 @@ const OrderWait = time.Second
 // before it, so concurrent pushes of consecutive batches are stored in order whatever order
 // they arrive in; validation happens before the wait, so it overlaps the earlier batch's append.
 func (s *Store) AppendNDJSON(ctx context.Context, runID, stepID string, body []byte) (int64, error) {
+	return s.appendNDJSON(ctx, runID, stepID, body, nil)
+}
+
+// AppendPooled is AppendNDJSON for a body from GetBody: the store owns it from the call on and
+// reuses its memory once no line in memory points into it (also when the call fails).
+func (s *Store) AppendPooled(ctx context.Context, runID, stepID string, body []byte) (int64, error) {
+	return s.appendNDJSON(ctx, runID, stepID, body, &pooledBody{buf: body})
+}
+
+func (s *Store) appendNDJSON(ctx context.Context, runID, stepID string, body []byte, pooled *pooledBody) (int64, error) {
 	// One array for all the batch's records (the halves below fill its two ends), sized by its
 	// newlines: a push of a thousand lines costs one allocation here.
 	recs := make([]Record, 0, bytes.Count(body, []byte{'\n'})+1)
@@ -396,6 +406,9 @@ func (s *Store) AppendNDJSON(ctx context.Context, runID, stepID string, body []b
 		recs, raw, bad, err = parseNDJSON(recs, body)
 	}
 	if err != nil {
+		if pooled != nil {
+			putBody(pooled.buf)
+		}
 		return s.LastSeq(runID, stepID), fmt.Errorf("line %d: %w", bad+1, err)
 	}
 	if !raw {
@@ -404,7 +417,7 @@ func (s *Store) AppendNDJSON(ctx context.Context, runID, stepID string, body []b
 	if len(recs) > 0 {
 		s.waitFor(ctx, runID, stepID, recs[0].Seq-1)
 	}
-	return s.appendRecords(runID, stepID, recs, body), nil
+	return s.appendRecords(runID, stepID, recs, body, pooled), nil
 }
 
 // waitFor waits until the step holds line seq, for at most OrderWait.
@@ -471,12 +484,14 @@ func parseNDJSON(recs []Record, body []byte) (_ []Record, raw bool, bad int, err
 
 // AppendRecords adds encoded lines; see Append.
 func (s *Store) AppendRecords(runID, stepID string, recs []Record) int64 {
-	return s.appendRecords(runID, stepID, recs, nil)
+	return s.appendRecords(runID, stepID, recs, nil, nil)
 }
 
 // appendRecords is AppendRecords; raw, if not nil, is exactly every record's JSON followed by a
 // newline, in order, and is written to the spool in spans rather than record by record.
-func (s *Store) appendRecords(runID, stepID string, recs []Record, raw []byte) int64 {
+// body, if not nil, is the pooled push body the records point into: chunks that keep records
+// hold a reference to it, and it is recycled here if none does.
+func (s *Store) appendRecords(runID, stepID string, recs []Record, raw []byte, body *pooledBody) int64 {
 	r, st := s.liveStep(runID, stepID)
 	st.mu.Lock()
 	added := false
@@ -485,7 +500,7 @@ func (s *Store) appendRecords(runID, stepID string, recs []Record, raw []byte) i
 	spoolSpan := func(to int) {
 		if first >= 0 {
 			s.spoolLocked(st, recs[first:to], raw[from:off])
-			s.ringLocked(st, recs[first:to])
+			s.ringLocked(st, recs[first:to], body)
 			first = -1
 		}
 	}
@@ -533,6 +548,11 @@ func (s *Store) appendRecords(runID, stepID string, recs []Record, raw []byte) i
 	if complete {
 		s.endedLocked(st)
 	}
+	if body != nil && body.refs == 0 {
+		// No chunk kept a record of this body (all held already, or copied): reuse it now.
+		putBody(body.buf)
+		body.buf = nil
+	}
 	st.mu.Unlock()
 	if added {
 		if complete {
@@ -566,16 +586,16 @@ func (s *Store) addLocked(st *stepLog, rec Record) {
 			st.spErr = err
 		}
 	}
-	s.ringLocked(st, []Record{rec})
+	s.ringLocked(st, []Record{rec}, nil)
 }
 
 // ringLocked stores records with consecutive seqs after st.last in the ring; the caller has
 // spooled them. The caller holds st.mu.
-func (s *Store) ringLocked(st *stepLog, span []Record) {
+func (s *Store) ringLocked(st *stepLog, span []Record, body *pooledBody) {
 	if len(span) == 0 {
 		return
 	}
-	st.ring.push(span)
+	st.ring.push(span, body)
 	st.last = span[len(span)-1].Seq
 	st.ring.trim(s.opts.RingLines, s.opts.RingBytes)
 }
@@ -636,7 +656,7 @@ func (s *Store) unload(runID string, st *stepLog) {
 		st.sp = nil
 	}
 	st.spErr = errUnloaded
-	st.ring = ring{}
+	st.ring.reset()
 	st.mu.Unlock()
 }
 
@@ -866,6 +886,8 @@ type Chunk struct {
 	// FromSpool reports that the records came from disk, i.e. the reader is further behind than
 	// the in-memory ring.
 	FromSpool bool
+	// Last is the seq of the last record read (0 when none).
+	Last int64
 }
 
 // Next returns the seq a reader continues after.
@@ -873,8 +895,8 @@ func (c Chunk) Next(after int64) int64 {
 	if c.Gap != nil && c.Gap.To > after {
 		after = c.Gap.To
 	}
-	if n := len(c.Records); n > 0 {
-		after = c.Records[n-1].Seq
+	if c.Last > after {
+		after = c.Last
 	}
 	return after
 }
@@ -884,8 +906,20 @@ var ErrNoStep = errors.New("no log for this step yet")
 
 // Read returns a step's lines with seq > after, up to about maxBytes of JSON (at least one line
 // when there is one). It never blocks on writers for long and never waits for new lines: callers
-// wait on Watch. A step the store does not hold is looked up in the archive.
+// wait on Watch. A step the store does not hold is looked up in the archive. The records are the
+// caller's to keep.
 func (s *Store) Read(ctx context.Context, runID, stepID string, after int64, maxBytes int) (Chunk, error) {
+	var recs []Record
+	c, err := s.ReadTo(ctx, runID, stepID, after, maxBytes, func(part []Record) { recs = copyRecords(recs, part) })
+	c.Records = recs
+	return c, err
+}
+
+// ReadTo is Read for a caller that copies the lines out at once (the websocket writes them into
+// a frame): fn receives them, in one or more parts, while they are guaranteed intact — lines in
+// memory under the step's lock, so fn must be quick and must not call the store — and must not
+// keep them. The returned chunk's Records is nil and Last is the seq of the last line given to fn.
+func (s *Store) ReadTo(ctx context.Context, runID, stepID string, after int64, maxBytes int, fn func([]Record)) (Chunk, error) {
 	if after < 0 {
 		after = 0
 	}
@@ -909,7 +943,7 @@ func (s *Store) Read(ctx context.Context, runID, stepID string, after int64, max
 			}
 			return Chunk{}, err
 		}
-		return s.Read(ctx, runID, stepID, after, maxBytes)
+		return s.ReadTo(ctx, runID, stepID, after, maxBytes, fn)
 	}
 	c := Chunk{Head: st.last}
 	if g := st.missing; g != nil && after < g.To && after+1 >= g.From {
@@ -928,8 +962,11 @@ func (s *Store) Read(ctx context.Context, runID, stepID string, after int64, max
 	}
 	ringFirst := st.last - int64(st.ring.n) + 1
 	if after+1 >= ringFirst {
-		c.Records = st.ring.from(int(after+1-ringFirst), maxBytes)
-		if len(c.Records) > 0 && c.Records[len(c.Records)-1].Seq == st.last && st.completeLocked() && st.last >= st.end.FinalSeq {
+		st.ring.each(int(after+1-ringFirst), maxBytes, func(part []Record) {
+			fn(part)
+			c.Last = part[len(part)-1].Seq
+		})
+		if c.Last == st.last && st.completeLocked() && st.last >= st.end.FinalSeq {
 			e := *st.end
 			c.End = &e
 		}
@@ -951,7 +988,11 @@ func (s *Store) Read(ctx context.Context, runID, stepID string, after int64, max
 	if err != nil {
 		return c, fmt.Errorf("read log of step %s: %w", stepID, err)
 	}
-	c.Records, c.FromSpool = recs, true
+	if len(recs) > 0 {
+		fn(recs)
+		c.Last = recs[len(recs)-1].Seq
+	}
+	c.FromSpool = true
 	return c, nil
 }
 

@@ -5,8 +5,12 @@ import "sort"
 // ring holds a step's most recent records in memory, as the chunks they were appended in: a push
 // batch of a thousand lines is one chunk that shares the batch's parsed records, so appending
 // and evicting cost per batch, not per line, and no record is copied on the way in. Small appends
-// (a line at a time) are copied into chunks the ring owns, so a slow step does not make one
-// chunk per line.
+// (a line at a time) are copied, JSON included, into chunks the ring owns, so a slow step does
+// not make one chunk per line and owned chunks never refer to a push body.
+//
+// A chunk made from a pooled push body holds a reference to it; when the last chunk referring to
+// a body is evicted, the body goes back to the pool. Readers therefore only see ring records
+// under the step's lock (see Store.ReadTo), never after it.
 type ring struct {
 	chunks []ringChunk // oldest first; the slice slides forward through its array
 	n      int         // records held
@@ -16,17 +20,31 @@ type ring struct {
 type ringChunk struct {
 	recs  []Record // consecutive seqs
 	bytes int
-	own   bool // recs' array was allocated by the ring: records may be appended to it
+	own   bool   // recs and arena were allocated by the ring: small appends go here
+	arena []byte // an owned chunk's JSON bytes (fixed capacity, never reallocated)
+	body  *pooledBody
 }
 
-// ownChunk is the capacity of a chunk the ring allocates for small appends.
-const ownChunk = 256
+// pooledBody is a push body the store may recycle once no ring chunk refers to it. refs is
+// guarded by the lock of the step the body was appended to.
+type pooledBody struct {
+	buf  []byte
+	refs int
+}
 
-// smallSpan is the largest append copied into an owned chunk rather than kept as its own chunk.
-const smallSpan = 16
+const (
+	// ownChunk and ownArena size the chunks the ring allocates for small appends.
+	ownChunk = 256
+	ownArena = 64 << 10
+	// smallSpan is the largest append copied into an owned chunk rather than kept as its own
+	// chunk.
+	smallSpan = 16
+)
 
-// push appends records whose seqs follow the ring's last; span is kept, not copied, unless small.
-func (r *ring) push(span []Record) {
+// push appends records whose seqs follow the ring's last. A large span is kept as it is (with a
+// reference to body, which its records' JSON may point into; body may be nil); a small one is
+// copied.
+func (r *ring) push(span []Record, body *pooledBody) {
 	if len(span) == 0 {
 		return
 	}
@@ -37,16 +55,31 @@ func (r *ring) push(span []Record) {
 	r.n += len(span)
 	r.bytes += b
 	if len(span) <= smallSpan {
-		if k := len(r.chunks) - 1; k >= 0 && r.chunks[k].own && cap(r.chunks[k].recs)-len(r.chunks[k].recs) >= len(span) {
-			r.chunks[k].recs = append(r.chunks[k].recs, span...)
-			r.chunks[k].bytes += b
-			return
-		}
-		recs := append(make([]Record, 0, ownChunk), span...)
-		r.addChunk(ringChunk{recs: recs, bytes: b, own: true})
+		r.copyIn(span)
 		return
 	}
-	r.addChunk(ringChunk{recs: span, bytes: b})
+	if body != nil {
+		body.refs++
+	}
+	r.addChunk(ringChunk{recs: span, bytes: b, body: body})
+}
+
+// copyIn appends records into owned chunks, JSON included; the caller has counted them in n and
+// bytes.
+func (r *ring) copyIn(span []Record) {
+	for _, rec := range span {
+		k := len(r.chunks) - 1
+		if k < 0 || !r.chunks[k].own || len(r.chunks[k].recs) == cap(r.chunks[k].recs) ||
+			cap(r.chunks[k].arena)-len(r.chunks[k].arena) < len(rec.JSON) {
+			r.addChunk(ringChunk{recs: make([]Record, 0, ownChunk), arena: make([]byte, 0, max(ownArena, len(rec.JSON))), own: true})
+			k++
+		}
+		c := &r.chunks[k]
+		at := len(c.arena)
+		c.arena = append(c.arena, rec.JSON...) // within capacity: the arena never moves
+		c.recs = append(c.recs, Record{Seq: rec.Seq, JSON: c.arena[at:len(c.arena):len(c.arena)]})
+		c.bytes += len(rec.JSON)
+	}
 }
 
 func (r *ring) addChunk(c ringChunk) {
@@ -59,6 +92,24 @@ func (r *ring) addChunk(c ringChunk) {
 	r.chunks = append(r.chunks, c)
 }
 
+// dropFirst removes the oldest chunk, releasing its body.
+func (r *ring) dropFirst() {
+	release(r.chunks[0].body)
+	r.chunks[0] = ringChunk{} // let the batch's memory go
+	r.chunks = r.chunks[1:]
+}
+
+// release drops one reference to a pooled body and recycles it with the last one.
+func release(b *pooledBody) {
+	if b == nil {
+		return
+	}
+	if b.refs--; b.refs == 0 {
+		putBody(b.buf)
+		b.buf = nil
+	}
+}
+
 // trim evicts the oldest records while more than maxLines or maxBytes are held, keeping at least
 // one: exactly what evicting record by record would keep, but whole chunks at a time.
 func (r *ring) trim(maxLines, maxBytes int) {
@@ -68,8 +119,7 @@ func (r *ring) trim(maxLines, maxBytes int) {
 			// Even without this chunk the ring is at a limit, so every record of it would go.
 			r.n -= len(c.recs)
 			r.bytes -= c.bytes
-			*c = ringChunk{} // let the batch's memory go
-			r.chunks = r.chunks[1:]
+			r.dropFirst()
 			continue
 		}
 		drop := 0
@@ -82,63 +132,77 @@ func (r *ring) trim(maxLines, maxBytes int) {
 		}
 		c.recs = c.recs[drop:]
 		if len(c.recs) == 0 {
-			*c = ringChunk{}
-			r.chunks = r.chunks[1:]
+			r.dropFirst()
 		}
 	}
 }
 
-// keepLast keeps only the last k records, in one fresh chunk (a finished step's ring shrinks so
-// finished steps do not pile up batches in memory).
+// keepLast keeps only the last k records, copied into owned memory (a finished step's ring
+// shrinks so finished steps do not pile up batches in memory), and releases every body.
 func (r *ring) keepLast(k int) {
 	if r.n <= k {
 		return
 	}
-	recs := r.from(r.n-k, 1<<62)
-	*r = ring{}
-	r.push(recs)
-	if k > smallSpan {
-		r.chunks[0].own = true // from made a fresh array
-	}
+	var keep ring
+	r.each(r.n-k, 1<<62, func(recs []Record) {
+		for _, rec := range recs {
+			keep.n++
+			keep.bytes += len(rec.JSON)
+		}
+		keep.copyIn(recs)
+	})
+	r.reset()
+	*r = keep
 }
 
-// from returns the records from index i on (0 is the oldest held), at most maxBytes of JSON but
-// at least one record. Records inside one chunk are returned without copying (with the capacity
-// clipped): the ring never writes to an index it has handed out, it only appends past it or drops
-// the chunk. Records spanning chunks are copied into one slice of the exact size.
-func (r *ring) from(i, maxBytes int) []Record {
+// reset empties the ring, releasing every body.
+func (r *ring) reset() {
+	for len(r.chunks) > 0 {
+		r.dropFirst()
+	}
+	*r = ring{}
+}
+
+// each calls fn with the records from index i on (0 is the oldest held), at most maxBytes of
+// JSON but at least one record, one chunk's part at a time. The records are the ring's own: fn
+// must copy what it keeps before the caller releases the step's lock.
+func (r *ring) each(i, maxBytes int, fn func([]Record)) {
 	if i < 0 || i >= r.n {
-		return nil
+		return
 	}
 	// Chunks hold consecutive seqs: find the chunk holding index i by its first seq.
 	seq := r.chunks[0].recs[0].Seq + int64(i)
-	k0 := sort.Search(len(r.chunks), func(k int) bool { return r.chunks[k].recs[0].Seq > seq }) - 1
-	j0 := int(seq - r.chunks[k0].recs[0].Seq)
-	// Find the end: chunk k1, index j1 (exclusive), and the count.
-	k1, j1, count, n := k0, j0, 0, 0
-walk:
-	for ; k1 < len(r.chunks); k1, j1 = k1+1, 0 {
-		recs := r.chunks[k1].recs
-		for j1 < len(recs) {
-			if count > 0 && n+len(recs[j1].JSON) > maxBytes {
-				break walk
-			}
-			n += len(recs[j1].JSON)
+	k := sort.Search(len(r.chunks), func(k int) bool { return r.chunks[k].recs[0].Seq > seq }) - 1
+	j := int(seq - r.chunks[k].recs[0].Seq)
+	count, n := 0, 0
+	for ; k < len(r.chunks); k, j = k+1, 0 {
+		recs := r.chunks[k].recs
+		end := j
+		for end < len(recs) && (count == 0 || n+len(recs[end].JSON) <= maxBytes) {
+			n += len(recs[end].JSON)
 			count++
-			j1++
+			end++
+		}
+		if end > j {
+			fn(recs[j:end:end])
+		}
+		if end < len(recs) {
+			return
 		}
 	}
-	if k1 == len(r.chunks) || j1 == 0 {
-		// Ended at a chunk's end (or the ring's): that chunk is the last one read.
-		k1, j1 = k1-1, len(r.chunks[k1-1].recs)
+}
+
+// copyRecords returns a copy of records whose JSON lives in one fresh buffer.
+func copyRecords(dst []Record, recs []Record) []Record {
+	n := 0
+	for _, rec := range recs {
+		n += len(rec.JSON)
 	}
-	if k1 == k0 {
-		return r.chunks[k0].recs[j0:j1:j1]
+	buf := make([]byte, 0, n)
+	for _, rec := range recs {
+		at := len(buf)
+		buf = append(buf, rec.JSON...)
+		dst = append(dst, Record{Seq: rec.Seq, JSON: buf[at:len(buf):len(buf)]})
 	}
-	out := make([]Record, 0, count)
-	out = append(out, r.chunks[k0].recs[j0:]...)
-	for k := k0 + 1; k < k1; k++ {
-		out = append(out, r.chunks[k].recs...)
-	}
-	return append(out, r.chunks[k1].recs[:j1]...)
+	return dst
 }
