@@ -14,7 +14,7 @@ import (
 	"github.com/kfbridge/kfbridge/logstream"
 )
 
-// maxPushBody caps one push request; the runner sends at most 256 KiB per request.
+// maxPushBody caps one push request; the runner sends at most 512 KiB per request.
 const maxPushBody = 4 << 20
 
 // PushAuth checks a step's push token: it is scoped to one run, so a step can never write another

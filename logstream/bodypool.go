@@ -8,7 +8,7 @@ import "sync"
 // ring no longer refers to them.
 
 // bodyClasses are the capacities bodies are pooled by; larger bodies are not pooled.
-var bodyClasses = [...]int{64 << 10, 256 << 10, 1 << 20, 4 << 20}
+var bodyClasses = [...]int{64 << 10, 256 << 10, 512 << 10, 1 << 20, 4 << 20}
 
 var bodyPools [len(bodyClasses)]sync.Pool
 

@@ -22,7 +22,7 @@ const (
 	pushTimeout    = 10 * time.Second       // one request
 	pushBackoffMin = 100 * time.Millisecond // first retry after a failure
 	pushBackoffMax = 5 * time.Second
-	pushMaxBatch   = 256 << 10 // bytes of NDJSON per request
+	pushMaxBatch   = 512 << 10 // bytes of NDJSON per request
 	// pushWindow is how many requests may be in flight at once, each on its own connection: with
 	// one, the step's output waits a whole round trip (service validation, spool write, answer)
 	// per batch; with several, the service validates one batch while it stores the one before,
