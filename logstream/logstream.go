@@ -371,7 +371,7 @@ func (s *Store) AppendPooled(ctx context.Context, runID, stepID string, body []b
 func (s *Store) appendNDJSON(ctx context.Context, runID, stepID string, body []byte, pooled *pooledBody) (int64, error) {
 	// One array for all the batch's records (the halves below fill its two ends), sized by its
 	// newlines: a push of a thousand lines costs one allocation here.
-	recs := make([]Record, 0, bytes.Count(body, []byte{'\n'})+1)
+	var recs []Record
 	var raw bool
 	bad, err := -1, error(nil)
 	if len(body) >= parallelParse && runtime.GOMAXPROCS(0) > 1 {
@@ -384,6 +384,7 @@ func (s *Store) appendNDJSON(ctx context.Context, runID, stepID string, body []b
 			cut = len(body)
 		}
 		nHead := bytes.Count(body[:cut], []byte{'\n'}) // every head line ends with a newline
+		recs = make([]Record, 0, nHead+bytes.Count(body[cut:], []byte{'\n'})+1)
 		var tail []Record
 		var tailRaw bool
 		tailBad, tailErr := -1, error(nil)
@@ -403,7 +404,7 @@ func (s *Store) appendNDJSON(ctx context.Context, runID, stepID string, body []b
 		}
 		raw = raw && tailRaw
 	} else {
-		recs, raw, bad, err = parseNDJSON(recs, body)
+		recs, raw, bad, err = parseNDJSON(make([]Record, 0, bytes.Count(body, []byte{'\n'})+1), body)
 	}
 	if err != nil {
 		if pooled != nil {
