@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -26,6 +27,22 @@ const defaultLogLimit = 1 << 30
 // indexEvery is how many lines share one entry of the log.ndjson offset index.
 const indexEvery = 256
 
+// readSize is how much pump reads from a pipe at once: room for a whole unfinished line (less than
+// maxLine) plus at least as much again, so a flood of output costs few reads and few locks.
+const readSize = 2 * maxLine
+
+// ndFlushAt is how many encoded bytes of log.ndjson are gathered before they are written out:
+// under a flood of output, few large writes.
+const ndFlushAt = 256 << 10
+
+// newline is written to log.txt's hash after a line; a []byte{'\n'} literal passed to the
+// hash.Hash interface would be allocated per line.
+var newline = []byte{'\n'}
+
+// writerSize is the buffer of the runner's stdout/stderr and of log.txt. Runs of lines read
+// together reach them as one write, so the buffer only gathers what arrives a line at a time.
+const writerSize = 64 << 10
+
 // sink numbers lines and fans each one out, as it is produced, to every destination: the runner's
 // own stdout/stderr (what the KFP dashboard shows), log.txt (raw bytes), log.ndjson (numbered
 // lines, which is also the push spool and the source of the archive segments). It is the one place
@@ -39,11 +56,17 @@ type sink struct {
 	stdout  *bufio.Writer
 	stderr  *bufio.Writer
 	logFile *bufio.Writer // raw text, what log.txt becomes
-	ndjson  *bufio.Writer // numbered lines, what log.ndjson(.gz) becomes
+	ndjson  io.Writer     // numbered lines, what log.ndjson(.gz) becomes
+	nd      []byte        // encoded lines not yet written to ndjson (lines are encoded in place)
+	ndErr   error         // a failed write to ndjson: later lines are only counted, like bufio
 	sum     hash.Hash     // sha256 of log.txt
 	now     func() time.Time
 	limit   int64
-	enc     []byte
+
+	// The timestamp of the lines being written, and its encoding: formatted once, shared by
+	// every line of one read (see pump).
+	tsAt   time.Time
+	tsText []byte
 
 	ndOff       int64   // bytes written to ndjson
 	idx         []int64 // idx[k] = offset in ndjson of seq k*indexEvery+1
@@ -75,9 +98,22 @@ func newSink(stdout, stderr, logFile, ndjson io.Writer, now func() time.Time, li
 		if x == nil {
 			return nil
 		}
-		return bufio.NewWriterSize(x, 64<<10)
+		return bufio.NewWriterSize(x, writerSize)
 	}
-	return &sink{stdout: w(stdout), stderr: w(stderr), logFile: w(logFile), ndjson: w(ndjson), sum: sha256.New(), now: now, limit: limit}
+	return &sink{stdout: w(stdout), stderr: w(stderr), logFile: w(logFile), ndjson: ndjson,
+		nd: make([]byte, 0, ndFlushAt+maxLine), sum: sha256.New(), now: now, limit: limit}
+}
+
+// stamp sets the timestamp of the lines written next: t, or the previous one if t is not later,
+// so timestamps never go back along the seq order (the two pumps stamp their reads before they
+// take the lock, and the wall clock may be set back).
+func (s *sink) stamp(t time.Time) {
+	t = t.Round(0) // compare wall clocks: the wall clock is what is written
+	if !t.After(s.tsAt) && s.tsText != nil {
+		return
+	}
+	s.tsAt = t
+	s.tsText = logstream.AppendTS(s.tsText[:0], t)
 }
 
 // subscribe returns a channel that receives a value after every flush that made new lines
@@ -94,6 +130,7 @@ func (s *sink) subscribe() <-chan struct{} {
 func (s *sink) emit(stream string, raw []byte, partial bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stamp(s.now())
 	s.emitLocked(stream, raw, partial)
 	s.flushLocked()
 }
@@ -102,7 +139,64 @@ func (s *sink) emit(stream string, raw []byte, partial bool) {
 func (s *sink) write(stream string, raw []byte, partial bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stamp(s.now())
 	s.emitLocked(stream, raw, partial)
+}
+
+// lines records the lines at the start of buf, all read from stream at once at ts, and returns
+// how many bytes they took: every line ended by a newline within its first maxLine bytes, and
+// maxLine-byte pieces of longer ones (partial). With final (nothing more will be read), the rest
+// is one last line. The lines are written under one lock, and a run of them that reaches the
+// runner's stdout/stderr and log.txt exactly as read (no \r\n, within the limit) is written
+// there in one piece.
+func (s *sink) lines(stream string, buf []byte, final bool, ts time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stamp(ts)
+	out := s.stdout
+	if stream == logstream.Stderr {
+		out = s.stderr
+	}
+	from, pos := 0, 0 // buf[from:pos] is still to be written to out and log.txt
+	writeRun := func() {
+		if pos > from {
+			if out != nil {
+				out.Write(buf[from:pos])
+			}
+			if s.logFile != nil {
+				s.logFile.Write(buf[from:pos])
+				s.sum.Write(buf[from:pos])
+			}
+		}
+	}
+	for pos < len(buf) {
+		p := buf[pos:]
+		var line []byte
+		partial, asRead := false, true // asRead: the line's output is p[:next]
+		next := 0
+		if i := bytes.IndexByte(p[:min(len(p), maxLine)], '\n'); i >= 0 {
+			line, next = p[:i], i+1
+			if i > 0 && p[i-1] == '\r' {
+				line, asRead = p[:i-1], false
+			}
+		} else if len(p) >= maxLine {
+			line, next, partial = p[:maxLine], maxLine, true
+		} else if final {
+			line, next, asRead = p, len(p), false
+		} else {
+			break
+		}
+		if asRead && !s.truncated && s.bytes+int64(len(line)) <= s.limit {
+			s.number(stream, line, partial)
+		} else {
+			writeRun()
+			s.emitLocked(stream, line, partial)
+			from = pos + next
+		}
+		pos += next
+	}
+	writeRun()
+	return pos
 }
 
 func (s *sink) emitLocked(stream string, raw []byte, partial bool) {
@@ -127,35 +221,54 @@ func (s *sink) emitLocked(stream string, raw []byte, partial bool) {
 		s.overflow++
 		return
 	}
-	s.seq++
-	if (s.seq-1)%indexEvery == 0 {
-		s.idx = append(s.idx, s.ndOff)
-	}
-	n := int64(len(raw))
 	if s.logFile != nil {
 		s.logFile.Write(raw)
 		s.sum.Write(raw)
 		if !partial {
 			s.logFile.WriteByte('\n')
-			s.sum.Write([]byte{'\n'})
-			n++
+			s.sum.Write(newline)
 		}
 	}
-	s.bytes += n
-	// The text goes to JSON as is: AppendJSON turns invalid UTF-8 into U+FFFD, so frames stay
-	// valid while log.txt keeps the raw bytes.
-	s.enc = logstream.AppendJSONBytes(s.enc[:0], s.seq, s.now(), stream, raw, partial)
-	s.enc = append(s.enc, '\n')
-	if s.ndjson != nil {
-		s.ndjson.Write(s.enc)
+	s.number(stream, raw, partial)
+}
+
+// number gives the line the next seq and appends it to log.ndjson; the caller has written it to
+// log.txt.
+func (s *sink) number(stream string, raw []byte, partial bool) {
+	s.seq++
+	if (s.seq-1)%indexEvery == 0 {
+		s.idx = append(s.idx, s.ndOff)
 	}
-	s.ndOff += int64(len(s.enc))
+	n := int64(len(raw))
+	if s.logFile != nil && !partial {
+		n++
+	}
+	s.bytes += n
+	// The text goes to JSON as is: the encoder turns invalid UTF-8 into U+FFFD, so frames stay
+	// valid while log.txt keeps the raw bytes. It appends to what is still to be written, so a
+	// line is not copied once encoded.
+	k := len(s.nd)
+	s.nd = logstream.AppendJSONBytesTS(s.nd, s.seq, s.tsText, stream, raw, partial)
+	s.nd = append(s.nd, '\n')
+	s.ndOff += int64(len(s.nd) - k)
+	if len(s.nd) >= ndFlushAt {
+		s.writeND()
+	}
+}
+
+// writeND writes the encoded lines to log.ndjson.
+func (s *sink) writeND() {
+	if s.ndjson != nil && s.ndErr == nil && len(s.nd) > 0 {
+		_, s.ndErr = s.ndjson.Write(s.nd)
+	}
+	s.nd = s.nd[:0]
 }
 
 // system writes a kfbridge line (stream "system") through the same path as user output, and
 // flushes it.
 func (s *sink) system(msg string) {
 	s.mu.Lock()
+	s.stamp(s.now())
 	s.emitLocked(logstream.System, []byte(msg), false)
 	s.flushLocked()
 	s.mu.Unlock()
@@ -174,11 +287,12 @@ func (s *sink) flushLocked() {
 		s.flushTimer.Stop()
 		s.flushTimer = nil
 	}
-	for _, w := range []*bufio.Writer{s.stdout, s.stderr, s.logFile, s.ndjson} {
+	for _, w := range []*bufio.Writer{s.stdout, s.stderr, s.logFile} {
 		if w != nil {
 			w.Flush()
 		}
 	}
+	s.writeND()
 	if s.flushedSeq == s.seq {
 		return
 	}
@@ -245,38 +359,33 @@ func (s *sink) lastSeq() (int64, int64) {
 	return s.seq, s.bytes
 }
 
-// pump reads r line by line and emits each line as soon as its newline arrives. "\r\n" ends a line;
-// a lone "\r" stays inside the line for the viewer to collapse. It flushes whenever it has read
-// everything the child wrote so far.
+// pump reads r and emits each line as soon as its newline arrives. "\r\n" ends a line; a lone "\r"
+// stays inside the line for the viewer to collapse. The lines of one read arrived together and
+// share one timestamp, taken when the read returned. It flushes whenever it has read everything
+// the child wrote so far.
 func (s *sink) pump(stream string, r io.Reader) error {
 	growPipe(r)
-	br := bufio.NewReaderSize(r, maxLine)
+	buf := make([]byte, readSize)
 	var lastDrain time.Time
+	start, end := 0, 0 // buf[start:end]: read, not yet emitted (less than a line)
 	for {
-		line, err := br.ReadSlice('\n')
-		switch {
-		case err == nil:
-			line = line[:len(line)-1]
-			if n := len(line); n > 0 && line[n-1] == '\r' {
-				line = line[:n-1]
-			}
-			s.write(stream, line, false)
-		case errors.Is(err, bufio.ErrBufferFull):
-			s.write(stream, line, true)
-		case errors.Is(err, io.EOF):
-			if len(line) > 0 {
-				s.write(stream, line, false)
-			}
+		if start > 0 {
+			end = copy(buf, buf[start:end])
+			start = 0
+		}
+		n, err := r.Read(buf[end:])
+		end += n
+		if n > 0 || err != nil {
+			start += s.lines(stream, buf[start:end], err != nil, s.now())
+		}
+		if err != nil {
 			s.flush()
-			return nil
-		default:
-			if len(line) > 0 {
-				s.write(stream, line, false)
+			if errors.Is(err, io.EOF) {
+				return nil
 			}
-			s.flush()
 			return err
 		}
-		if br.Buffered() == 0 {
+		if n > 0 && start == end {
 			s.idle()
 			// A child flooding us one small write at a time (python -u) would cost a read per
 			// line; when the pipe was drained again right after the previous drain, pause
