@@ -55,12 +55,12 @@ type sink struct {
 	bytes   int64 // raw bytes of numbered lines (log.txt's size)
 	stdout  *bufio.Writer
 	stderr  *bufio.Writer
-	logFile *bufio.Writer // raw text, what log.txt becomes
-	ndjson  io.Writer     // numbered lines, what log.ndjson(.gz) becomes
-	nd      []byte        // encoded lines not yet written to ndjson (lines are encoded in place)
-	ndErr   error         // a failed write to ndjson: later lines are only counted, like bufio
-	sum     hash.Hash     // sha256 of log.txt
-	now     func() time.Time
+	logFile *bufio.Writer    // raw text, what log.txt becomes
+	ndjson  io.Writer        // numbered lines, what log.ndjson(.gz) becomes
+	nd      []byte           // encoded lines not yet written to ndjson (lines are encoded in place)
+	ndErr   error            // a failed write to ndjson: later lines are only counted, like bufio
+	sum     hash.Hash        // sha256 of log.txt
+	now     func() time.Time // called by both pumps at once, without the lock
 	limit   int64
 
 	// The timestamp of the lines being written, and its encoding: formatted once, shared by
