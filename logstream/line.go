@@ -234,6 +234,9 @@ func canonicalSeq(b []byte) (int64, bool) {
 		return 0, false
 	}
 	i := len(p)
+	if i < len(b) && b[i] == '0' {
+		return 0, false // seqs start at 1, and JSON numbers have no leading zeros
+	}
 	var n int64
 	for i < len(b) && b[i] >= '0' && b[i] <= '9' && i < len(p)+18 {
 		n = n*10 + int64(b[i]-'0')
@@ -243,6 +246,86 @@ func canonicalSeq(b []byte) (int64, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// fastLine matches, at the start of b, one whole line in AppendJSON's form whose stream is one
+// kfbridge writes and whose text needs no escape — what a runner pushes by the million — in one
+// pass: the eight-bytes-at-a-time scan that validates the text also finds the end of the line,
+// so the line is not searched for its newline first. It returns the seq and the line's length
+// (without its newline, which must follow, or the end of b). Anything else (ok false) takes the
+// general path, which accepts or refuses it.
+func fastLine(b []byte) (seq int64, n int, ok bool) {
+	const (
+		pre    = `{"seq":`
+		ts     = `,"ts":"`
+		stream = `","stream":"`
+		text   = `","text":"`
+	)
+	if len(b) < 64 || string(b[:len(pre)]) != pre || b[len(pre)] == '0' {
+		return 0, 0, false
+	}
+	i := len(pre)
+	for ; i < len(pre)+18 && b[i]-'0' <= 9; i++ {
+		seq = seq*10 + int64(b[i]-'0')
+	}
+	if i == len(pre) || string(b[i:i+len(ts)]) != ts {
+		return 0, 0, false
+	}
+	i, ok = canonicalTS(b, i+len(ts))
+	if !ok || len(b)-i < len(stream)+6+len(text) || string(b[i:i+len(stream)]) != stream {
+		return 0, 0, false
+	}
+	i += len(stream)
+	switch string(b[i : i+6]) {
+	case Stdout, Stderr, System:
+	default:
+		return 0, 0, false
+	}
+	i += 6
+	if string(b[i:i+len(text)]) != text {
+		return 0, 0, false
+	}
+	i += len(text)
+	start := i
+	var high uint64
+	for len(b)-i >= 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		if m := special(w); m != 0 {
+			// The lowest flagged byte is the first special one (a borrow only flags bytes above
+			// it); the bytes before it still count for the UTF-8 check.
+			k := bits.TrailingZeros64(m) / 8
+			high |= w & (1<<(8*k) - 1)
+			i += k
+			goto end
+		}
+		high |= w
+		i += 8
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c < 0x20 || c == '"' || c == '\\' {
+			goto end
+		}
+		high |= uint64(c)
+	}
+	return 0, 0, false
+end:
+	if i >= len(b) || b[i] != '"' || high&highs != 0 && !utf8.Valid(b[start:i]) {
+		return 0, 0, false
+	}
+	i++
+	switch {
+	case i < len(b) && b[i] == '}':
+		i++
+	case len(b)-i >= len(`,"partial":true}`) && string(b[i:i+len(`,"partial":true}`)]) == `,"partial":true}`:
+		i += len(`,"partial":true}`)
+	default:
+		return 0, 0, false
+	}
+	if i < len(b) && b[i] != '\n' {
+		return 0, 0, false
+	}
+	return seq, i, true
 }
 
 // canonicalValid reports whether b is exactly a line in AppendJSON's form, valid UTF-8 included:

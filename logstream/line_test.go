@@ -420,3 +420,53 @@ func TestAppendNDJSONLargeBatchWithBlankLines(t *testing.T) {
 		}
 	}
 }
+
+// TestFastLineAgreesWithGeneralPath checks the one-pass fast path against the general one on
+// canonical lines and on every single-byte mutation of them: whatever fastLine accepts, the
+// general path accepts too, as canonical (kept byte for byte), with the same seq and length; and
+// it is valid JSON. fastLine must also accept the plain lines AppendJSON writes, so the fast path
+// is really taken.
+func TestFastLineAgreesWithGeneralPath(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	alphabet := []byte("ab {}\"\\\t\n\r\x00\x1f/0:,\xc3\xa9\xff")
+	subst := []byte{'"', '\\', '\n', '\r', 0, 0x1f, '0', '9', '}', ',', 'Z', 0xc3, 0xff, 'x'}
+	for i := 0; i < 400; i++ {
+		text := make([]byte, 1+r.IntN(90))
+		for j := range text {
+			text[j] = 'a' + byte(r.IntN(26))
+		}
+		if i%3 == 0 {
+			text[r.IntN(len(text))] = alphabet[r.IntN(len(alphabet))]
+		}
+		stream := []string{Stdout, Stderr, System, "custom"}[i%4]
+		line := AppendJSON(nil, Line{Seq: int64(1 + r.IntN(1_000_000)), TS: time.Unix(1e9+int64(r.IntN(1e9)), int64(r.IntN(1e9))), Stream: stream, Text: string(text), Partial: i%5 == 0})
+		plain := stream != "custom" && !bytes.ContainsAny(text, "\"\\\t\n\r\x00\x1f\xc3\xa9\xff")
+		if _, _, ok := fastLine(append(bytes.Clone(line), '\n')); ok != plain && len(line) >= 64 {
+			t.Fatalf("fastLine(%q) = %v, want %v", line, ok, plain)
+		}
+		for pos := -1; pos < len(line)+1; pos++ {
+			for _, c := range subst {
+				b := append(bytes.Clone(line), '\n', '{')
+				if pos >= 0 {
+					b[pos] = c
+				}
+				seq, n, ok := fastLine(b)
+				if !ok {
+					continue
+				}
+				rec, kept, err := parseRecord(b[:n], false)
+				if err != nil || !kept || rec.Seq != seq || len(rec.JSON) != n || !json.Valid(b[:n]) || b[n] != '\n' {
+					t.Fatalf("fastLine accepted %q (seq %d, len %d); general path: %v kept %v seq %d", b, seq, n, err, kept, rec.Seq)
+				}
+			}
+		}
+	}
+	// A seq with a leading zero is not JSON: neither path may keep it as it is.
+	b := []byte(`{"seq":07,"ts":"2026-12-07T10:00:00Z","stream":"stdout","text":"a line long enough for the fast path"}`)
+	if _, _, ok := fastLine(b); ok {
+		t.Fatal("fastLine accepted a leading zero")
+	}
+	if _, kept, _ := parseRecord(b, false); kept {
+		t.Fatal("the general path kept a leading zero")
+	}
+}

@@ -459,6 +459,15 @@ const parallelParse = 64 << 10
 func parseNDJSON(recs []Record, body []byte) (_ []Record, raw bool, bad int, err error) {
 	raw = true
 	for rest := body; len(rest) > 0; {
+		if seq, n, ok := fastLine(rest); ok {
+			recs = append(recs, Record{Seq: seq, JSON: rest[:n:n]})
+			if n == len(rest) {
+				raw = false // no newline after the last line
+				break
+			}
+			rest = rest[n+1:]
+			continue
+		}
 		i := bytes.IndexByte(rest, '\n')
 		var line []byte
 		if i < 0 {
