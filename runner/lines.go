@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sort"
 	"sync"
 	"time"
 
@@ -325,6 +326,18 @@ func (s *sink) flushed() (int64, int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.flushedSeq, s.flushedOff
+}
+
+// entryBefore returns the last index entry whose offset is at most limit: line seq starts at off
+// (0, 0 when there is none).
+func (s *sink) entryBefore(limit int64) (seq, off int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := sort.Search(len(s.idx), func(k int) bool { return s.idx[k] > limit }) - 1
+	if k < 0 {
+		return 0, 0
+	}
+	return int64(k)*indexEvery + 1, s.idx[k]
 }
 
 // offsetOf returns the index entry at or before seq: the offset of line first, with first <= seq.

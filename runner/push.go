@@ -149,7 +149,7 @@ func (p *pusher) run(ctx context.Context) {
 			if !known {
 				var first int64
 				first, sentOff = p.src.offsetOf(sentSeq + 1)
-				b, err := p.read(first, sentOff, sentSeq, flushedOff)
+				b, err := p.read(first, sentOff, sentSeq, flushedSeq, flushedOff)
 				if err != nil {
 					p.setErr(err)
 					failed = true
@@ -164,7 +164,7 @@ func (p *pusher) run(ctx context.Context) {
 			if inflight > 0 && flushedOff-sentOff < pushPipelineMin {
 				break
 			}
-			b, err := p.read(sentSeq+1, sentOff, sentSeq, flushedOff)
+			b, err := p.read(sentSeq+1, sentOff, sentSeq, flushedSeq, flushedOff)
 			if err != nil {
 				p.setErr(err)
 				failed = true
@@ -263,8 +263,20 @@ func (p *pusher) start(ctx context.Context, b pushBatch, results chan<- pushResu
 }
 
 // read returns the batch of lines after skip, starting the scan at line first (offset off): up to
-// pushMaxBatch bytes (at least one line) of the readable size end.
-func (p *pusher) read(first, off, skip, end int64) (pushBatch, error) {
+// pushMaxBatch bytes (at least one line) of the readable size end, which holds lines up to
+// endSeq.
+func (p *pusher) read(first, off, skip, endSeq, end int64) (pushBatch, error) {
+	if first == skip+1 && end <= int64(len(p.mapped)) {
+		// A mapped log and no line to skip: the batch's bounds come from what the sink knows
+		// (where the flushed lines end, and its offset index), so the pusher never reads the
+		// lines it sends — only the kernel does, copying them to the socket.
+		if end-off <= pushMaxBatch {
+			return pushBatch{first: first, last: endSeq, off: off, end: end, body: p.mapped[off:end:end]}, nil
+		}
+		if seq, cut := p.src.entryBefore(off + pushMaxBatch); cut > off {
+			return pushBatch{first: first, last: seq - 1, off: off, end: cut, body: p.mapped[off:cut:cut]}, nil
+		}
+	}
 	n := end - off
 	if n > pushMaxBatch {
 		n = pushMaxBatch
