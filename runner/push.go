@@ -92,9 +92,9 @@ type pushResult struct {
 
 // run sends lines until ctx is done, or finish was called and the service holds every line and
 // the end record. Up to pushWindow requests are in flight; their answers may come back in any
-// order. Any surprise — an error, or an answer below the batch's last line (the service restarted,
-// or a batch waited in vain for the one before it) — drains the window and starts again from
-// what the service holds.
+// order. A failed request is sent again after the backoff, alone, while the others stay in
+// flight; an answer below the batch's last line (the service restarted, or a batch waited in vain
+// for the one before it) drains the window and starts again from what the service holds.
 func (p *pusher) run(ctx context.Context) {
 	defer close(p.done)
 	p.mapped = mapLog(p.file, mapSize)
