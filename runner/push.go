@@ -381,15 +381,6 @@ func (p *pusher) sendEnd(ctx context.Context, e logstream.End) error {
 	return err
 }
 
-// healthy reports whether the service is keeping up: no error since the last success, and either
-// everything flushed is acknowledged or a request succeeded within pushStall.
-func (p *pusher) healthy() bool {
-	flushedSeq, _ := p.src.flushed()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lastErr == nil && (p.acked >= flushedSeq || time.Since(p.progress) < pushStall)
-}
-
 // finish hands the pusher the step's end record and waits until the service holds every line and
 // the end, giving up once the service has made no progress for pushStall (it is unreachable: the
 // log reaches it through the archive) or after grace. It reports how many lines the service does
