@@ -35,6 +35,7 @@ FUZZTIME ?= 15s
 fuzz-short:
 	$(GO) test ./pipeline -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./pipeline -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./logstream -run='^$$' -fuzz='^FuzzParseNDJSON$$' -fuzztime=$(FUZZTIME)
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

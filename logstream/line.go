@@ -372,9 +372,10 @@ func canonicalValid(b []byte) bool {
 // its closing quote. Any other form takes the decode path. Every pushed line has one, so this is
 // a measurable part of what a push costs.
 func canonicalTS(b []byte, i int) (int, bool) {
-	// The shortest form is 20 bytes; 8 more always follow a valid line's timestamp (the quote,
-	// `,"stream":` …), which lets the fraction be read as one word too.
-	if len(b)-i < 29 {
+	// The longest form is 30 bytes and a valid line always has more after its timestamp (the
+	// quote, `,"stream":` …): asking for 30 lets every read below, the fraction's word included,
+	// go unchecked.
+	if len(b)-i < 30 {
 		return i, false
 	}
 	const (
@@ -391,7 +392,7 @@ func canonicalTS(b []byte, i int) (int, bool) {
 	w0 = w0&^dateSep | ones*'0'&dateSep
 	w1 = w1&^timeSep | ones*'0'&timeSep
 	w2 := uint64(b[i+17]) | uint64(b[i+18])<<8 | ones*'0'&^0xffff
-	if nonDigits(w0)|nonDigits(w1)|nonDigits(w2) != 0 {
+	if nonDigits(w0)|nonDigits(w1)|nonDigits(w2) != 0 || !validDate(b[i:]) {
 		return i, false
 	}
 	i += 19
@@ -412,6 +413,29 @@ func canonicalTS(b []byte, i int) (int, bool) {
 		return i, false
 	}
 	return i + 1, true
+}
+
+// validDate reports whether the digits of "YYYY-MM-DDTHH:MM:SS" at the start of t name a real
+// UTC time (what time.Parse accepts): a line whose timestamp has the right shape but, say, month
+// 13 takes the decoding path, which refuses it, instead of being stored for viewers to choke on.
+func validDate(t []byte) bool {
+	two := func(k int) int { return int(t[k]-'0')*10 + int(t[k+1]-'0') }
+	year := two(0)*100 + two(2)
+	month, day := two(5), two(8)
+	if month < 1 || month > 12 || day < 1 || two(11) > 23 || two(14) > 59 || two(17) > 59 {
+		return false
+	}
+	days := 31
+	switch month {
+	case 4, 6, 9, 11:
+		days = 30
+	case 2:
+		days = 28
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			days = 29
+		}
+	}
+	return day <= days
 }
 
 // nonDigits flags (with the byte's high bit) every byte of w that is not an ASCII digit, and at

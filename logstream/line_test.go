@@ -324,7 +324,8 @@ func TestCanonicalValidRefusesInvalidUTF8(t *testing.T) {
 	}
 }
 
-// refCanonicalTS is the byte-by-byte timestamp check canonicalTS replaced, kept as its reference.
+// refCanonicalTS is the byte-by-byte timestamp check canonicalTS replaced, plus time.Parse for the
+// date's ranges, kept as its reference.
 func refCanonicalTS(b []byte, i int) (int, bool) {
 	if len(b)-i < 21 {
 		return i, false
@@ -337,6 +338,10 @@ func refCanonicalTS(b []byte, i int) (int, bool) {
 		if t[k]-'0' > 9 {
 			return i, false
 		}
+	}
+	// …and, since the date's ranges are checked too, a time time.Parse accepts.
+	if _, err := time.Parse("2006-01-02T15:04:05", string(t[:19])); err != nil {
+		return i, false
 	}
 	i += 19
 	if b[i] == '.' {
@@ -359,26 +364,36 @@ func refCanonicalTS(b []byte, i int) (int, bool) {
 // into characters around the digit range and checks the word-at-a-time check agrees with the
 // byte-by-byte reference wherever a line could hold the timestamp.
 func TestCanonicalTSMatchesReference(t *testing.T) {
-	subst := []byte{'0', '9', '/', ':', '-', 'T', 'Z', '.', '"', 0, 0x7f, 0x80, 0xb9, 0xff, 'a'}
-	for frac := 0; frac <= 10; frac++ {
-		ts := "2026-12-07T09:08:07"
-		if frac > 0 {
-			ts += "." + strings.Repeat("5", frac)
-		}
-		ts += "Z"
-		for pos := -1; pos < len(ts); pos++ {
-			for _, c := range subst {
-				b := []byte(`{"seq":1,"ts":"` + ts + `","stream":"stdout","text":"x"}`)
-				i := len(`{"seq":1,"ts":"`)
-				if pos >= 0 {
-					b[i+pos] = c
-				}
-				gotI, gotOK := canonicalTS(b, i)
-				wantI, wantOK := refCanonicalTS(b, i)
-				if gotOK != wantOK || gotOK && gotI != wantI {
-					t.Fatalf("%q: got %d %v, reference %d %v", b, gotI, gotOK, wantI, wantOK)
+	subst := []byte{'0', '1', '2', '3', '5', '6', '9', '/', ':', '-', 'T', 'Z', '.', '"', 0, 0x7f, 0x80, 0xb9, 0xff, 'a'}
+	for _, date := range []string{"2026-12-07T09:08:07", "2024-02-29T23:59:59", "2000-02-29T00:00:00", "2026-11-30T19:39:29"} {
+		for frac := 0; frac <= 10; frac++ {
+			ts := date
+			if frac > 0 {
+				ts += "." + strings.Repeat("5", frac)
+			}
+			ts += "Z"
+			for pos := -1; pos < len(ts); pos++ {
+				for _, c := range subst {
+					b := []byte(`{"seq":1,"ts":"` + ts + `","stream":"stdout","text":"x"}`)
+					i := len(`{"seq":1,"ts":"`)
+					if pos >= 0 {
+						b[i+pos] = c
+					}
+					gotI, gotOK := canonicalTS(b, i)
+					wantI, wantOK := refCanonicalTS(b, i)
+					if gotOK != wantOK || gotOK && gotI != wantI {
+						t.Fatalf("%q: got %d %v, reference %d %v", b, gotI, gotOK, wantI, wantOK)
+					}
 				}
 			}
+		}
+	}
+	// Whole-line check of the dates that exist only in leap years, and those that never do.
+	for date, ok := range map[string]bool{"2024-02-29": true, "2000-02-29": true, "2100-02-29": false, "2026-02-29": false,
+		"2026-04-31": false, "2026-12-31": true, "2026-00-10": false, "2026-13-01": false, "2026-01-00": false} {
+		b := []byte(`{"seq":1,"ts":"` + date + `T00:00:00Z","stream":"stdout","text":"x"}`)
+		if canonicalValid(b) != ok {
+			t.Errorf("%s: canonicalValid = %v", date, !ok)
 		}
 	}
 }
