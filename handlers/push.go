@@ -1,8 +1,8 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,6 +43,11 @@ func PushLines(log *slog.Logger, auth PushAuth, store LineAppender) http.Handler
 			return
 		}
 		body, err := readPushBody(w, r)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			Error(log, w, r, fmt.Errorf("%w: push body over %d bytes", errTooLarge, maxPushBody))
+			return
+		}
 		if err != nil {
 			Error(log, w, r, fmt.Errorf("%w: read lines: %v", errBadRequest, err))
 			return
@@ -56,7 +61,8 @@ func PushLines(log *slog.Logger, auth PushAuth, store LineAppender) http.Handler
 	})
 }
 
-// readPushBody reads a push request's body into a buffer from the store's pool (the store keeps
+// readPushBody reads a push request's body (with a Content-Length or chunked) into a buffer from
+// the store's pool (the store keeps
 // it while its lines are in memory, then reuses it: a fresh buffer would be zeroed first, which
 // costs as much as validating the lines). A body of announced length is read into exactly that
 // much memory, without the regrowth a bytes.Buffer does to look for EOF.
@@ -75,10 +81,30 @@ func readPushBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		}
 		return buf, nil
 	}
-	var buf bytes.Buffer
-	_, err := buf.ReadFrom(body)
-	return buf.Bytes(), err
+	// Unknown length (the runner sends its batches chunked): read into pooled buffers, moving to
+	// the next size only if one fills up (a runner batch fits the first).
+	buf := logstream.GetBody(pushChunkedFirst)
+	n := 0
+	for {
+		k, err := body.Read(buf[n:])
+		n += k
+		if err == io.EOF {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == len(buf) {
+			bigger := logstream.GetBody(2 * len(buf))
+			copy(bigger, buf)
+			buf = bigger
+		}
+	}
 }
+
+// pushChunkedFirst is the buffer a push of unknown length is read into first: the runner's
+// largest batch.
+const pushChunkedFirst = 512 << 10
 
 // bearer returns the token of an "Authorization: Bearer T" (or Jupyter's "token T") header.
 func bearer(r *http.Request) string {

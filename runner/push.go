@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kfbridge/kfbridge/logstream"
@@ -54,6 +55,9 @@ type pusher struct {
 	wake   <-chan struct{}
 	bufs   [][]byte // free read buffers of the run goroutine, one per request in flight
 	mapped []byte   // log.ndjson mapped read-only (nil: read with ReadAt), used by run only
+	// lengthRequired is set once something between the runner and the service refused a chunked
+	// push (411): pushes carry a Content-Length from then on.
+	lengthRequired atomic.Bool
 
 	mu       sync.Mutex
 	acked    int64 // highest seq the service holds, as it last told us
@@ -334,12 +338,19 @@ func (p *pusher) read(first, off, skip, endSeq, end int64) (pushBatch, error) {
 	}
 }
 
-func (p *pusher) post(ctx context.Context, u, ctype string, body []byte) (*http.Response, error) {
+// post sends body to u. chunked sends it with Transfer-Encoding: chunked instead of a
+// Content-Length: net/http then writes the caller's bytes straight to the socket, where with a
+// length it copies them through a 32 KiB buffer first. Something in between that insists on a
+// length (411) gets one from then on.
+func (p *pusher) post(ctx context.Context, u, ctype string, body []byte, chunked bool) (*http.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
+	}
+	if chunked {
+		req.ContentLength = -1
 	}
 	req.Header.Set("Content-Type", ctype)
 	if p.token != "" {
@@ -354,6 +365,10 @@ func (p *pusher) post(ctx context.Context, u, ctype string, body []byte) (*http.
 	if err != nil {
 		return nil, fmt.Errorf("push lines: read answer: %w", err)
 	}
+	if resp.StatusCode == http.StatusLengthRequired && chunked {
+		p.lengthRequired.Store(true)
+		return p.post(ctx, u, ctype, body, false)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("push lines: %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
@@ -362,7 +377,7 @@ func (p *pusher) post(ctx context.Context, u, ctype string, body []byte) (*http.
 }
 
 func (p *pusher) send(ctx context.Context, body []byte) (int64, error) {
-	resp, err := p.post(ctx, p.url, "application/x-ndjson", body)
+	resp, err := p.post(ctx, p.url, "application/x-ndjson", body, !p.lengthRequired.Load())
 	if err != nil {
 		return 0, err
 	}
@@ -377,7 +392,7 @@ func (p *pusher) send(ctx context.Context, body []byte) (int64, error) {
 
 func (p *pusher) sendEnd(ctx context.Context, e logstream.End) error {
 	b, _ := json.Marshal(e)
-	_, err := p.post(ctx, p.endURL, "application/json", b)
+	_, err := p.post(ctx, p.endURL, "application/json", b, false)
 	return err
 }
 

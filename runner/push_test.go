@@ -241,3 +241,34 @@ func TestPusherSurvivesReorderingRefusalsCutsAndRestart(t *testing.T) {
 		t.Fatal("the chaos layer injected no faults")
 	}
 }
+
+// TestPusherFallsBackToContentLength puts a proxy that refuses chunked request bodies (411, as
+// some do) in front of the service: the pusher switches to Content-Length and every line arrives.
+func TestPusherFallsBackToContentLength(t *testing.T) {
+	ps := newPushService(t, false)
+	refused := atomic.Int64{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength < 0 {
+			refused.Add(1)
+			http.Error(w, "length required", http.StatusLengthRequired)
+			return
+		}
+		ps.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	p, s, nd := newTestPusher(t, srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.run(ctx)
+	const n = 50_000
+	end := produce(s, n)
+	if unsent, err := p.finish(end, 30*time.Second); unsent != 0 || err != nil {
+		t.Fatalf("finish: %d unsent, %v", unsent, err)
+	}
+	store, _ := ps.current()
+	checkHeld(t, store, nd, n)
+	if refused.Load() == 0 {
+		t.Fatal("the pusher never sent a chunked body")
+	}
+	t.Logf("%d chunked pushes refused with 411, then %d requests with a length", refused.Load(), ps.requests.Load())
+}
