@@ -130,6 +130,18 @@ func newTestPusher(t *testing.T, url string) (*pusher, *sink, *os.File) {
 	return newPusher(url, "run1", "step1", "push-secret", s, nd), s, nd
 }
 
+// runPusher serves h on a test server and runs a pusher of a fresh sink against it until the
+// test ends (its context is cancelled first, then the server closes).
+func runPusher(t *testing.T, h http.Handler) (context.Context, *pusher, *sink, *os.File) {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	p, s, nd := newTestPusher(t, srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go p.run(ctx)
+	return ctx, p, s, nd
+}
+
 // checkHeld compares what the store holds with the runner's log.ndjson, byte for byte.
 func checkHeld(t *testing.T, store *logstream.Store, nd *os.File, n int) {
 	t.Helper()
@@ -168,12 +180,7 @@ func checkHeld(t *testing.T, store *logstream.Store, nd *os.File, n int) {
 // line at once.
 func TestPusherPipelinesAFlood(t *testing.T) {
 	ps := newPushService(t, false)
-	srv := httptest.NewServer(ps)
-	defer srv.Close()
-	p, s, nd := newTestPusher(t, srv.URL)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.run(ctx)
+	_, p, s, nd := runPusher(t, ps)
 	// One line on its own leaves at once, in a request of its own.
 	s.emit(logstream.Stdout, []byte("hello"), false)
 	store, _ := ps.current()
@@ -206,12 +213,7 @@ func TestPusherPipelinesAFlood(t *testing.T) {
 // runner's log and its end record.
 func TestPusherSurvivesReorderingRefusalsCutsAndRestart(t *testing.T) {
 	ps := newPushService(t, true)
-	srv := httptest.NewServer(ps)
-	defer srv.Close()
-	p, s, nd := newTestPusher(t, srv.URL)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.run(ctx)
+	ctx, p, s, nd := runPusher(t, ps)
 	const n = 300_000
 	restarted := make(chan struct{})
 	go func() {
@@ -247,7 +249,7 @@ func TestPusherSurvivesReorderingRefusalsCutsAndRestart(t *testing.T) {
 func TestPusherFallsBackToContentLength(t *testing.T) {
 	ps := newPushService(t, false)
 	refused := atomic.Int64{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, p, s, nd := runPusher(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength < 0 {
 			refused.Add(1)
 			http.Error(w, "length required", http.StatusLengthRequired)
@@ -255,11 +257,6 @@ func TestPusherFallsBackToContentLength(t *testing.T) {
 		}
 		ps.ServeHTTP(w, r)
 	}))
-	defer srv.Close()
-	p, s, nd := newTestPusher(t, srv.URL)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.run(ctx)
 	const n = 50_000
 	end := produce(s, n)
 	if unsent, err := p.finish(end, 30*time.Second); unsent != 0 || err != nil {
